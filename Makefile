@@ -1,0 +1,46 @@
+# crm_kpi: PGXS build. Run `make` then `make install`; the test and demo
+# scripts in scripts/ do this for you on a private cluster.
+
+EXTENSION = crm_kpi
+# The one version variable: read from the control file so the two never differ.
+EXTVERSION = $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" $(EXTENSION).control)
+
+MODULE_big = crm_kpi
+# One C file per concept; crm_kpi.c holds _PG_init only.
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+
+# The install script is assembled from the SQL files that sit beside the C
+# they declare, in dependency order.
+SQL_PARTS = src/schema.sql src/info.sql
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+# Upgrade scripts from every released version, picked up by wildcard.
+DATA = $(wildcard src/upgrade/$(EXTENSION)--*--*.sql)
+
+# pg_regress (sql/ + expected/), isolation (test/isolation), TAP (test/tap).
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --inputdir=.
+ISOLATION = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test/isolation
+TAP_TESTS = 1
+PROVE_TESTS = $(sort $(wildcard test/tap/*.pl))
+PROVE_FLAGS = --timer
+
+PG_CPPFLAGS = -DCRM_KPI_VERSION=\"$(EXTVERSION)\"
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
+
+EXTRA_CLEAN = $(DATA_built) output_iso tmp_check tmp_check_iso results regression.diffs regression.out
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(EXTENSION).control
+	{ printf '%s\n' '-- $(EXTENSION) $(EXTVERSION): generated from $(SQL_PARTS); edit those, not this file.' \
+	         '\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \quit'; \
+	  cat $(SQL_PARTS); } > $@
+
+.PHONY: test demo
+test:
+	bash scripts/test.sh
+demo:
+	bash scripts/demo.sh

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# demo.sh: the main job. Installs what it needs, builds and installs crm_kpi,
+# starts a private PostgreSQL cluster with the preload on a free localhost
+# port, creates the extension in database "crm", shows what it holds and
+# leaves the cluster running for psql and Grafana.
+#
+#   bash scripts/demo.sh          start (or restart) the demo
+#   bash scripts/demo.sh status   is it running, and how to connect
+#   bash scripts/demo.sh stop     stop it and remove its files
+#
+# It only ever touches the cluster it created (marked by a file in its data
+# directory), under $CRM_KPI_DEMO_DIR (default /var/tmp/crm_kpi-demo).
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+DEMO=${CRM_KPI_DEMO_DIR:-/var/tmp/crm_kpi-demo}
+STAGE=$DEMO
+DB=crm
+READER=crm_kpi_demo
+
+is_ours() { [ -f "$DEMO/data/crm_kpi.private-cluster" ]; }
+
+demo_stop() {
+	if [ -e "$DEMO" ] && ! is_ours; then
+		die "$DEMO exists but is not a crm_kpi demo cluster; not touching it"
+	fi
+	if [ -e "$DEMO" ]; then
+		cluster_stop "$DEMO"
+		rm -rf "$DEMO"
+		say "demo stopped and removed ($DEMO)"
+	else
+		say "no demo running"
+	fi
+}
+
+demo_info() {
+	local port
+	port=$(cat "$DEMO/port")
+	cat <<EOF
+
+crm_kpi demo is running (PostgreSQL $PG_MAJOR, data in $DEMO/data, log $DEMO/server.log).
+
+  psql:     psql "host=$DEMO port=$port dbname=$DB user=postgres"
+            (as root or postgres, over the cluster's private socket)
+  Grafana:  add a PostgreSQL data source: host localhost:$port, database $DB,
+            user $READER, password $(cat "$DEMO/password"), TLS disabled
+            (the same is in the environment of: source $DEMO/env)
+  stop:     bash scripts/demo.sh stop
+EOF
+}
+
+demo_start() {
+	[ "$(id -u)" -eq 0 ] || die "run the demo as root (it installs packages and runs PostgreSQL as '$PG_OS_USER')"
+	ensure_packages "${DEPS_BUILD[@]}"
+	demo_stop
+	mkdir -p "$DEMO"
+	chown "$PG_OS_USER:" "$DEMO"
+	chmod 0755 "$DEMO"
+	trap 'say "demo failed; cleaning up"; cluster_stop "$DEMO"; rm -rf "$DEMO"' ERR
+
+	stage_tree
+	build_and_install
+	rm -rf "$DEMO/src"
+
+	local port password
+	port=$(free_port 54400)
+	password=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+	say "starting a private cluster on localhost:$port"
+	cluster_start "$DEMO" "$port" localhost </dev/null
+	# The private socket is trusted (only root and $PG_OS_USER reach it);
+	# TCP on localhost asks for a password.
+	printf '%s\n' 'local all all trust' 'host all all 127.0.0.1/32 scram-sha-256' 'host all all ::1/128 scram-sha-256' \
+		| as_pg tee "$DEMO/data/pg_hba.conf" >/dev/null
+	as_pg pg_ctl -D "$DEMO/data" reload >/dev/null
+	echo "$port" >"$DEMO/port"
+	(umask 077 && echo "$password" >"$DEMO/password" &&
+		printf 'export PGHOST=localhost PGPORT=%s PGDATABASE=%s PGUSER=%s PGPASSWORD=%s\n' \
+			"$port" "$DB" "$READER" "$password" >"$DEMO/env")
+
+	local psql=(as_pg psql -X -q -v ON_ERROR_STOP=1 -h "$DEMO" -p "$port" -U postgres)
+	"${psql[@]}" -d postgres -c "CREATE DATABASE $DB"
+	"${psql[@]}" -d "$DB" <<SQL
+CREATE EXTENSION crm_kpi;
+CREATE ROLE $READER LOGIN PASSWORD '$password';
+GRANT USAGE ON SCHEMA crm_kpi TO $READER;
+SQL
+	trap - ERR
+
+	echo
+	echo "crm_kpi in database $DB:"
+	"${psql[@]}" -d "$DB" -P footer=off -c "
+SELECT e.extversion AS extension, crm_kpi.library_version() AS library,
+       crm_kpi.preloaded() AS preloaded, current_setting('server_version') AS postgresql
+FROM pg_extension e WHERE e.extname = 'crm_kpi';"
+	demo_info
+}
+
+case ${1:-start} in
+start) demo_start ;;
+stop) demo_stop ;;
+status)
+	if is_ours && as_pg pg_ctl -D "$DEMO/data" status >/dev/null 2>&1; then demo_info; else say "no demo running"; exit 1; fi
+	;;
+*) die "usage: bash scripts/demo.sh [start|status|stop]" ;;
+esac
