@@ -58,6 +58,7 @@ demo_start() {
 	chmod 0755 "$DEMO"
 	trap 'say "demo failed; cleaning up"; cluster_stop "$DEMO"; rm -rf "$DEMO"' ERR
 
+	hold_install_lock
 	stage_tree
 	build_and_install
 	rm -rf "$DEMO/src"

@@ -35,13 +35,25 @@ ensure_packages() {
 		|| die "apt-get install failed"
 }
 
-# Run a command as the unprivileged cluster user (as ourselves when not root).
+# Run a command as the unprivileged cluster user (as ourselves when not root),
+# from inside $STAGE unless already there: the caller's directory (the clone)
+# may be one that user cannot enter.
 as_pg() {
 	if [ "$(id -u)" -eq 0 ]; then
-		runuser -u "$PG_OS_USER" -- env PATH="$PG_BIN:$PATH" HOME="$STAGE" "$@"
+		(
+			case $PWD/ in "$STAGE"/*) ;; *) cd "$STAGE" ;; esac
+			exec runuser -u "$PG_OS_USER" -- env PATH="$PG_BIN:$PATH" HOME="$STAGE" "$@"
+		)
 	else
 		env PATH="$PG_BIN:$PATH" "$@"
 	fi
+}
+
+# Hold a machine-wide lock for the rest of the calling script, so that two
+# runs never install different builds over each other while testing.
+hold_install_lock() {
+	exec 9>"${TMPDIR:-/tmp}/crm_kpi-install.lock"
+	flock -n 9 || { say "waiting for another crm_kpi test, demo or benchmark run to finish"; flock 9; }
 }
 
 # Make a private directory the cluster user owns; prints its path.

@@ -27,6 +27,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+hold_install_lock
 stage_tree
 build_and_install
 
