@@ -190,15 +190,15 @@ crm_kpi_counter_combine(PG_FUNCTION_ARGS)
 	CounterState *b = PG_ARGISNULL(1) ? NULL : (CounterState *) PG_GETARG_POINTER(1);
 
 	if (b == NULL)
-		PG_RETURN_POINTER(a);
+		SUMMARY_RETURN_STATE(a);
 	if (a == NULL)
 	{
 		a = MemoryContextAlloc(aggctx, sizeof(CounterState));
 		memcpy(a, b, sizeof(CounterState));
-		PG_RETURN_POINTER(a);
+		SUMMARY_RETURN_STATE(a);
 	}
 	counter_merge(a, b);
-	PG_RETURN_POINTER(a);
+	SUMMARY_RETURN_STATE(a);
 }
 
 PG_FUNCTION_INFO_V1(crm_kpi_counter_serialize);
@@ -221,7 +221,7 @@ crm_kpi_counter_deserialize(PG_FUNCTION_ARGS)
 
 	counter_decode_bytes(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), NULL, "counter state",
 						 ERRCODE_DATA_CORRUPTED, s);
-	PG_RETURN_POINTER(s);
+	SUMMARY_RETURN_STATE(s);
 }
 
 PG_FUNCTION_INFO_V1(crm_kpi_counter_rollup_trans);
@@ -235,7 +235,7 @@ crm_kpi_counter_rollup_trans(PG_FUNCTION_ARGS)
 	CounterState s;
 
 	if (PG_ARGISNULL(1))
-		PG_RETURN_POINTER(a);
+		SUMMARY_RETURN_STATE(a);
 	b = PG_GETARG_BYTEA_PP(1);
 	counter_decode_bytes(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), a ? a->kind : NULL, "counter summary",
 						 ERRCODE_DATA_CORRUPTED, &s);
@@ -246,7 +246,7 @@ crm_kpi_counter_rollup_trans(PG_FUNCTION_ARGS)
 	}
 	else
 		counter_merge(a, &s);
-	PG_RETURN_POINTER(a);
+	SUMMARY_RETURN_STATE(a);
 }
 
 PG_FUNCTION_INFO_V1(crm_kpi_counter_summary_final);

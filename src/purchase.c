@@ -149,7 +149,7 @@ crm_kpi_purchase_trans(PG_FUNCTION_ARGS)
 	TimestampTz at;
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		PG_RETURN_POINTER(s);
+		SUMMARY_RETURN_STATE(s);
 	amount = PG_GETARG_NUMERIC(1);
 	at = PG_GETARG_TIMESTAMPTZ(2);
 	if (numeric_is_nan(amount) || numeric_is_inf(amount) ||
@@ -179,7 +179,7 @@ crm_kpi_purchase_trans(PG_FUNCTION_ARGS)
 		s->first = at;
 	if (at > s->last)
 		s->last = at;
-	PG_RETURN_POINTER(s);
+	SUMMARY_RETURN_STATE(s);
 }
 
 PG_FUNCTION_INFO_V1(crm_kpi_purchase_rollup_trans);
@@ -192,12 +192,12 @@ crm_kpi_purchase_rollup_trans(PG_FUNCTION_ARGS)
 	PurchaseState in;
 
 	if (PG_ARGISNULL(1))
-		PG_RETURN_POINTER(s);
+		SUMMARY_RETURN_STATE(s);
 	purchase_decode_arg(fcinfo, 1, &in);
 	if (s == NULL)
 		PG_RETURN_POINTER(purchase_copy(&in, aggctx));
 	purchase_merge(s, &in, aggctx);
-	PG_RETURN_POINTER(s);
+	SUMMARY_RETURN_STATE(s);
 }
 
 PG_FUNCTION_INFO_V1(crm_kpi_purchase_combine);
@@ -210,11 +210,11 @@ crm_kpi_purchase_combine(PG_FUNCTION_ARGS)
 	PurchaseState *b = PG_ARGISNULL(1) ? NULL : (PurchaseState *) PG_GETARG_POINTER(1);
 
 	if (b == NULL)
-		PG_RETURN_POINTER(a);
+		SUMMARY_RETURN_STATE(a);
 	if (a == NULL)
 		PG_RETURN_POINTER(purchase_copy(b, aggctx));
 	purchase_merge(a, b, aggctx);
-	PG_RETURN_POINTER(a);
+	SUMMARY_RETURN_STATE(a);
 }
 
 PG_FUNCTION_INFO_V1(crm_kpi_purchase_serialize);
