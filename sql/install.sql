@@ -1,6 +1,8 @@
 -- install: CREATE EXTENSION installs a commented, consistent set of objects,
 -- and DROP EXTENSION leaves nothing behind.
 \set VERBOSITY terse
+-- Start where a new database starts: tests that ran before leave the empty schema.
+DROP SCHEMA IF EXISTS crm_kpi;
 \i test/fixtures/catalog_fingerprint.sql
 SELECT :'fingerprint' AS before \gset
 
