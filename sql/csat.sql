@@ -70,4 +70,5 @@ FROM csat_big;
 RESET ALL;
 
 DROP TABLE csat_responses, csat_daily, csat_big;
+DISCARD TEMP;
 DROP EXTENSION crm_kpi;

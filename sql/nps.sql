@@ -98,4 +98,5 @@ SELECT crm_kpi.rollup(s)::text = :'serial_summary' AS parallel_rollup_equal FROM
 RESET ALL;
 
 DROP TABLE nps_responses, nps_daily, nps_big, nps_groups;
+DISCARD TEMP;
 DROP EXTENSION crm_kpi;

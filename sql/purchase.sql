@@ -82,4 +82,5 @@ FROM orders_big;
 RESET ALL;
 
 DROP TABLE orders, purchase_monthly, orders_big;
+DISCARD TEMP;
 DROP EXTENSION crm_kpi;

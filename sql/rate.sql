@@ -56,4 +56,5 @@ FROM rate_big;
 RESET ALL;
 
 DROP TABLE opportunities, rate_daily, rate_big;
+DISCARD TEMP;
 DROP EXTENSION crm_kpi;
