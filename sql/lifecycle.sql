@@ -158,6 +158,13 @@ FROM (VALUES ('prospect'::crm_kpi.lifecycle_stage), ('prospect'), ('contacted'),
              ('active'), ('loyal'), ('churned'), (NULL)) v(s);
 SELECT (unnest(crm_kpi.funnel(s))).* FROM (SELECT NULL::crm_kpi.lifecycle_stage WHERE false) v(s);
 
+-- Dropping a tracked table forgets its tracking, and keeps its history.
+CREATE TABLE short_lived (id int, stage crm_kpi.lifecycle_stage);
+SELECT crm_kpi.track_lifecycle('short_lived', 'id', 'stage', 'short');
+INSERT INTO short_lived VALUES (1, 'prospect');
+DROP TABLE short_lived;
+SELECT count(*) AS still_tracked FROM crm_kpi.lifecycle_tracking WHERE source = 'short';
+SELECT count(*) AS history_kept FROM crm_kpi.lifecycle_history WHERE source = 'short';
 DROP TABLE crm_contacts, not_tracked;
 REVOKE USAGE ON SCHEMA crm_kpi FROM crm_kpi_regress_other;
 DROP ROLE crm_kpi_regress_other;
