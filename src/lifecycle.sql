@@ -215,23 +215,6 @@ END $$;
 COMMENT ON FUNCTION crm_kpi.untrack_lifecycle(regclass) IS
     'Removes the lifecycle guard of a table; the table and the history recorded so far stay as they are';
 
-CREATE FUNCTION crm_kpi.forget_dropped_tables() RETURNS event_trigger
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    DELETE FROM crm_kpi.lifecycle_tracking t
-    WHERE t.source_table::oid IN (SELECT d.objid FROM pg_event_trigger_dropped_objects() d
-                                  WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0);
-END $$;
-COMMENT ON FUNCTION crm_kpi.forget_dropped_tables() IS
-    'Event trigger: forgets the tracking of tables that are dropped (their history stays)';
-
-CREATE EVENT TRIGGER crm_kpi_forget_dropped_tables ON sql_drop
-    EXECUTE FUNCTION crm_kpi.forget_dropped_tables();
-COMMENT ON EVENT TRIGGER crm_kpi_forget_dropped_tables IS
-    'Keeps crm_kpi.lifecycle_tracking free of dropped tables';
-
 CREATE FUNCTION crm_kpi.stage_at(source text, customer_key text, at timestamptz)
     RETURNS crm_kpi.lifecycle_stage
     LANGUAGE sql STABLE STRICT PARALLEL SAFE
