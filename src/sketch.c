@@ -364,7 +364,7 @@ sketch_decode_store(SummaryReader *r, SketchState *s, SketchStore *st, int64 bou
 			uint64		gap = summary_get_varuint(r);
 
 			if (gap == 0 || gap > (uint64) SKETCH_MAX_BUCKETS)
-				summary_corrupt(r, "Bucket indexes are not strictly increasing within the size bound.");
+				summary_corrupt(r, "Bucket indexes are not strictly increasing, or span more than a sketch may.");
 			i += (int64) gap;
 		}
 		if (i < -bound || i > bound)
