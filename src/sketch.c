@@ -342,10 +342,9 @@ sketch_encode(SketchState *s)
 	return summary_finish(&buf);
 }
 
-/* Read a store, checking order, range and counts; returns its number of buckets */
+/* Read a store into (index, count) pairs, checking order, range and counts */
 static void
-sketch_decode_store(SummaryReader *r, SketchState *s, SketchStore *st, int64 bound,
-					StringInfo scratch)
+sketch_decode_store(SummaryReader *r, SketchStore *st, int64 bound, StringInfo scratch)
 {
 	uint64		n = summary_get_varuint(r);
 	int64		i = 0;
@@ -457,8 +456,8 @@ sketch_decode(const char *data, int len, int sqlstate, MemoryContext ctx)
 	bound = sketch_map((int64) ceil(746.0 * s->inv_ln_gamma) + 1, s->level) + 1;
 	initStringInfo(&negpairs);
 	initStringInfo(&pospairs);
-	sketch_decode_store(&r, s, &s->neg, bound, &negpairs);
-	sketch_decode_store(&r, s, &s->pos, bound, &pospairs);
+	sketch_decode_store(&r, &s->neg, bound, &negpairs);
+	sketch_decode_store(&r, &s->pos, bound, &pospairs);
 	summary_read_end(&r);
 	if (sketch_span(&s->neg, 0) + sketch_span(&s->pos, 0) > SKETCH_MAX_BUCKETS)
 		summary_corrupt(&r, "The buckets span more than a sketch may.");
