@@ -6,17 +6,8 @@ CREATE EXTENSION crm_kpi;
 SET extra_float_digits = 0;
 
 -- SQLSTATE, message and detail of a statement's error, or 'ok'.
-CREATE FUNCTION pg_temp.sqlstate_of(query text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    detail text;
-BEGIN
-    EXECUTE query;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
-    RETURN SQLSTATE || ': ' || SQLERRM || coalesce(nullif(' (' || detail || ')', ' ()'), '');
-END $$;
+\i test/fixtures/errors.sql
+\i test/fixtures/recv.sql
 
 -- SQLSTATE and detail of the error reading a text as a sketch (the message
 -- repeats the input), or 'ok'.
@@ -32,29 +23,6 @@ EXCEPTION WHEN OTHERS THEN
     RETURN SQLSTATE || ': ' || detail;
 END $$;
 
--- Feed bytes to crm_kpi.sketch's binary input, as a client sending a binary
--- parameter would (a one-row binary COPY file); the value as text, or the error.
-CREATE FUNCTION pg_temp.from_wire(payload bytea) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    f text := 'sketch_wire_' || pg_backend_pid() || '.copy';
-    lo oid;
-    r text;
-    detail text;
-BEGIN
-    lo := lo_from_bytea(0, '\x5047434f50590aff0d0a00'::bytea || '\x0000000000000000'::bytea
-        || '\x0001'::bytea || int4send(length(payload)) || payload || '\xffff'::bytea);
-    PERFORM lo_export(lo, f);
-    PERFORM lo_unlink(lo);
-    CREATE TEMP TABLE wire (s crm_kpi.sketch);
-    EXECUTE format('COPY wire FROM %L (FORMAT binary)', f);
-    SELECT s::text INTO r FROM wire;
-    DROP TABLE wire;
-    RETURN r;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
-    RETURN SQLSTATE || ': ' || SQLERRM || ' (' || detail || ')';
-END $$;
 
 -- Five values: -5 (bucket 81 of the negative store), 0, 1 (bucket 0),
 -- 2 (bucket ceil(34.66) = 35), 3 (bucket ceil(54.93) = 55).
@@ -128,7 +96,7 @@ FROM (VALUES (1::float8), (2), (3), (0), (-5)) v(x);
 
 -- Text round trip is exact; binary round trip too.
 SELECT s::text::crm_kpi.sketch::text = s::text AS text_round_trip,
-       pg_temp.from_wire(crm_kpi.sketch_send(s)) = s::text AS binary_round_trip
+       pg_temp.recv_as('crm_kpi.sketch', crm_kpi.sketch_send(s)) = s::text AS binary_round_trip
 FROM (SELECT crm_kpi.sketch_agg(x, 0.02) AS s FROM (VALUES (-1e-5::float8), (0), (3.14159), (2e10), (0.1)) v(x)) t;
 SELECT crm_kpi.sketch_send(crm_kpi.sketch_agg(x)) FROM (VALUES (1::float8), (2), (3)) v(x);
 
@@ -265,7 +233,7 @@ SELECT pg_temp.text_error(
     || (SELECT string_agg(i || ':1', ',') FROM generate_series(1, 3000) i));
 
 -- Bad binary input: 22P03. The valid bytes of {1, 2, 3}, then each broken.
-SELECT pg_temp.from_wire(b) FROM (VALUES
+SELECT pg_temp.recv_as('crm_kpi.sketch', b) FROM (VALUES
   ('\x0105007b14ae47e17a843f000300000000000000f03f00000000000008400001218080600003000123011401'::bytea),
   ('\x0105007b14ae47e17a843f000300000000000000f03f000000000000084000012180806000030001230114'),
   ('\x0105007b14ae47e17a843f000300000000000000f03f0000000000000840000121808060000300012301140100'),

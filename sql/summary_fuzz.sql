@@ -1,5 +1,5 @@
 -- summary_fuzz: thousands of random and mutated texts and byte strings fed to the input and
--- receive function of every summary type. Each is either accepted (and then round-trips) or
+-- receive function of every summary and sketch type. Each is either accepted (and then round-trips) or
 -- rejected with an ERROR of a data-exception SQLSTATE; the server never crashes.
 CREATE EXTENSION crm_kpi;
 \i test/fixtures/recv.sql
@@ -13,7 +13,10 @@ INSERT INTO fuzz_seeds VALUES
     ('crm_kpi.csat_summary', 'csat v1 s1=1 s2=200 s3=30000 s4=4 s5=5000000'),
     ('crm_kpi.rate_summary', 'rate v1 successes=7 failures=129'),
     ('crm_kpi.purchase_summary', 'purchase v1 orders=2 revenue=1.5 first=2000-01-01T00:00:00+00:00 last=2000-01-01T00:00:01+00:00'),
-    ('crm_kpi.purchase_summary', 'purchase v1 orders=40 revenue=123456789.000001 first=1970-01-01T00:00:00.5+00:00 last=2099-12-31T23:59:59.999999+00:00');
+    ('crm_kpi.purchase_summary', 'purchase v1 orders=40 revenue=123456789.000001 first=1970-01-01T00:00:00.5+00:00 last=2099-12-31T23:59:59.999999+00:00'),
+    ('crm_kpi.sketch', (SELECT crm_kpi.sketch_agg(x)::text FROM (VALUES (-5::float8), (0), (1), (2), (3), (1e6)) v(x))),
+    ('crm_kpi.sketch', (SELECT crm_kpi.sketch_agg(x * interval '1 second')::text FROM generate_series(1, 40) x)),
+    ('crm_kpi.sketch', (SELECT crm_kpi.sketch_agg(10 ^ x, 0.001)::text FROM generate_series(-300, 300, 7) x));
 
 -- Random bytes, and mutations of bytes: set a byte, truncate, append, insert, replace all.
 CREATE FUNCTION pg_temp.random_bytes(n int) RETURNS bytea LANGUAGE sql AS $$
@@ -65,6 +68,7 @@ UPDATE fuzz_seeds SET bytes = CASE typ::text
     WHEN 'crm_kpi.csat_summary' THEN crm_kpi.csat_summary_send(value::crm_kpi.csat_summary)
     WHEN 'crm_kpi.rate_summary' THEN crm_kpi.rate_summary_send(value::crm_kpi.rate_summary)
     WHEN 'crm_kpi.purchase_summary' THEN crm_kpi.purchase_summary_send(value::crm_kpi.purchase_summary)
+    WHEN 'crm_kpi.sketch' THEN crm_kpi.sketch_send(value::crm_kpi.sketch)
     END;
 SELECT count(*) AS seeds_without_bytes FROM fuzz_seeds WHERE bytes IS NULL;
 

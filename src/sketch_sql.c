@@ -236,10 +236,6 @@ sketch_state(FunctionCallInfo fcinfo, const char *fname, uint8 flags, int alpha_
 	return s;
 }
 
-/* Return an aggregate state, or SQL NULL when there is none yet */
-#define SKETCH_RETURN_STATE(s) \
-	do { if ((s) == NULL) PG_RETURN_NULL(); PG_RETURN_POINTER(s); } while (0)
-
 PG_FUNCTION_INFO_V1(crm_kpi_sketch_trans);
 /* Add one double precision value (NULLs ignored) */
 Datum
@@ -248,7 +244,7 @@ crm_kpi_sketch_trans(PG_FUNCTION_ARGS)
 	SketchState *s;
 
 	if (PG_ARGISNULL(1))
-		SKETCH_RETURN_STATE(PG_ARGISNULL(0) ? NULL : PG_GETARG_POINTER(0));
+		SUMMARY_RETURN_STATE(PG_ARGISNULL(0) ? NULL : PG_GETARG_POINTER(0));
 	s = sketch_state(fcinfo, "crm_kpi.sketch_agg", 0, 2);
 	sketch_add(s, PG_GETARG_FLOAT8(1));
 	PG_RETURN_POINTER(s);
@@ -262,7 +258,7 @@ crm_kpi_sketch_interval_trans(PG_FUNCTION_ARGS)
 	SketchState *s;
 
 	if (PG_ARGISNULL(1))
-		SKETCH_RETURN_STATE(PG_ARGISNULL(0) ? NULL : PG_GETARG_POINTER(0));
+		SUMMARY_RETURN_STATE(PG_ARGISNULL(0) ? NULL : PG_GETARG_POINTER(0));
 	s = sketch_state(fcinfo, "crm_kpi.sketch_agg", SKETCH_FLAG_INTERVAL, 2);
 	sketch_add(s, sketch_interval_seconds(PG_GETARG_INTERVAL_P(1)));
 	PG_RETURN_POINTER(s);
@@ -278,7 +274,7 @@ crm_kpi_sketch_rollup_trans(PG_FUNCTION_ARGS)
 	SketchState *b;
 
 	if (PG_ARGISNULL(1))
-		SKETCH_RETURN_STATE(s);
+		SUMMARY_RETURN_STATE(s);
 	b = sketch_decode_arg(fcinfo, 1, CurrentMemoryContext);
 	if (s == NULL)
 		PG_RETURN_POINTER(sketch_copy(b, ctx));
@@ -296,7 +292,7 @@ crm_kpi_sketch_combine(PG_FUNCTION_ARGS)
 	SketchState *b = PG_ARGISNULL(1) ? NULL : (SketchState *) PG_GETARG_POINTER(1);
 
 	if (b == NULL)
-		SKETCH_RETURN_STATE(a);
+		SUMMARY_RETURN_STATE(a);
 	if (a == NULL)
 		PG_RETURN_POINTER(sketch_copy(b, ctx));
 	if (a->q != b->q)
@@ -348,7 +344,7 @@ crm_kpi_approx_percentile_trans(PG_FUNCTION_ARGS)
 	double		q;
 
 	if (PG_ARGISNULL(1))
-		SKETCH_RETURN_STATE(PG_ARGISNULL(0) ? NULL : PG_GETARG_POINTER(0));
+		SUMMARY_RETURN_STATE(PG_ARGISNULL(0) ? NULL : PG_GETARG_POINTER(0));
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
