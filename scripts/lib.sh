@@ -110,7 +110,8 @@ cluster_start() {
 	} | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
 	# A marker so that stop commands only ever touch a cluster this project made.
 	as_pg touch "$dir/data/crm_kpi.private-cluster"
-	as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+	# 9>&-: the server must not inherit the install lock (a demo would hold it for ever).
+	as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null 9>&- \
 		|| { cat "$dir/server.log" >&2; die "the private cluster did not start"; }
 }
 
