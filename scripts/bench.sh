@@ -8,8 +8,8 @@
 #   bash scripts/bench.sh               full size (10M / 5M / ~1.2M rows)
 #   bash scripts/bench.sh --quick       a tenth of the size, to try it out
 #   bash scripts/bench.sh --reps N      timed rounds per query (default 5)
-#   bash scripts/bench.sh --stand-ins   time plain-SQL stand-ins for crm_kpi
-#                                       functions not built yet (driver check)
+#   bash scripts/bench.sh --stand-ins   time plain-SQL stand-ins in place of the
+#                                       crm_kpi functions this build lacks
 #
 # Only a full run of crm_kpi's own functions writes bench/RESULTS.md; the
 # others write bench/tmp/RESULTS.md.
@@ -149,7 +149,8 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 	echo "# crm_kpi benchmark results"
 	echo
 	if [ "$STAND_INS" -eq 1 ]; then
-		echo "**Driver check with plain-SQL stand-ins: the stand-in rows are NOT crm_kpi's times.**"
+		echo "**Run with --stand-ins: rows named \"stand-in\" time plain SQL in place of a crm_kpi function" \
+			"this build lacks; they are NOT crm_kpi's times, and neither are the targets that use them.**"
 		echo
 	fi
 	echo "- command: \`$COMMAND\` ($REPS timed rounds per query after one warm-up; medians)"
