@@ -52,11 +52,12 @@ fi
 ensure_packages "${DEPS_BUILD[@]}" "${DEPS_BENCH[@]}"
 
 STAGE=$(make_private_dir crm_kpi-bench)
-KEEP_STAGE=1 # kept unless the run completes
+KEEP_STAGE=1 # logs kept unless the run completes; the data never
 cleanup() {
 	cluster_stop "$STAGE"
 	if [ "$KEEP_STAGE" -eq 1 ]; then
-		say "benchmark files and logs kept in $STAGE"
+		[ -f "$STAGE/data/postmaster.pid" ] || rm -rf "$STAGE/data"
+		say "benchmark logs kept in $STAGE"
 	else
 		rm -rf "$STAGE"
 	fi
