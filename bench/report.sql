@@ -43,7 +43,7 @@ SELECT format('### 1. NPS over %s survey responses (%s)', bench.n('survey_rows')
 \echo '|---|---|---:|---:|---:|---:|'
 SELECT format('| `%s` | %s | %s | %s–%s | %s | %s |', name, bench.mode(workers), bench.ms(median_ms),
               bench.ms(min_ms), bench.ms(max_ms), bench.x(ratio),
-              CASE WHEN ord = 1 THEN result ELSE round(result::numeric, 6)::text END)
+              CASE WHEN ord IN (1, 4) THEN result ELSE round(result::numeric, 6)::text END)
 FROM bench.summary WHERE comparison = 1 ORDER BY workers, ord;
 \echo
 SELECT format('NPS: %s = `%s`, %s = `%s` (%s).',
