@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
 	--quick) QUICK=1 ;;
 	--stand-ins) STAND_INS=1 ;;
 	--reps)
-		[ $# -ge 2 ] && [[ $2 =~ ^[1-9][0-9]*$ ]] || die "--reps needs a positive number"
+		if [ $# -lt 2 ] || ! [[ $2 =~ ^[1-9][0-9]*$ ]]; then die "--reps needs a positive number"; fi
 		REPS=$2
 		shift
 		;;
@@ -105,7 +105,7 @@ psql_db -v stand_ins="$STAND_INS" -f "$STAGE/src/bench/contenders.sql"
 MISSING=$(psql_db -At -c 'SELECT f FROM bench.missing_functions() f')
 if [ -n "$MISSING" ]; then
 	say "this build of crm_kpi lacks functions the benchmark times:"
-	sed 's/^/  /' <<<"$MISSING" >&2
+	while IFS= read -r f; do say "  $f"; done <<<"$MISSING"
 	die "build them first (or check the driver alone with --stand-ins)"
 fi
 
