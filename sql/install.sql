@@ -1,6 +1,8 @@
 -- install: CREATE EXTENSION installs a commented, consistent set of objects,
 -- and DROP EXTENSION leaves nothing behind.
 \set VERBOSITY terse
+-- Start where a new database starts: tests that ran before leave the empty schema.
+DROP SCHEMA IF EXISTS crm_kpi;
 \i test/fixtures/catalog_fingerprint.sql
 SELECT :'fingerprint' AS before \gset
 
@@ -28,8 +30,8 @@ WHERE d.refclassid = 'pg_extension'::regclass
 ORDER BY 1;
 SELECT obj_description('crm_kpi'::regnamespace, 'pg_namespace') IS NOT NULL AS schema_commented;
 
--- Every function of the extension declares its parallel safety as safe or
--- restricted, never the default "unsafe" by omission (lists the others).
+-- The functions that are not parallel safe: only those that must not run in a
+-- parallel worker (DDL, triggers). A new one shows here and must be justified.
 SELECT p.oid::regprocedure AS parallel_unsafe
 FROM pg_proc p
 JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'

@@ -4,6 +4,7 @@
 #include "fmgr.h"
 
 #include "info.h"
+#include "lifecycle.h"
 
 PG_MODULE_MAGIC;
 
@@ -13,6 +14,7 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	LifecycleInit();
 	/* InfoInit reserves the GUC prefix, so it comes after every module that defines GUCs. */
 	InfoInit();
 }

@@ -407,7 +407,10 @@ summary_text_out_timestamptz(StringInfo buf, const char *key, TimestampTz ts)
 	if (TIMESTAMP_NOT_FINITE(ts))
 		EncodeSpecialTimestamp(ts, s);
 	else if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) == 0)
+	{
+		tm.tm_isdst = 0;		/* UTC: print the +00:00 offset */
 		EncodeDateTime(&tm, fsec, true, 0, NULL, USE_XSD_DATES, s);
+	}
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
@@ -445,7 +448,7 @@ summary_score_range_error(int64 score, int lo, int hi, const char *what)
 	ereport(ERROR,
 			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 			 errmsg("%s %lld is out of range", what, (long long) score),
-			 errdetail("A %s must be an integer from %d to %d.", what, lo, hi)));
+			 errdetail("Allowed values are the integers from %d to %d.", lo, hi)));
 	pg_unreachable();
 }
 

@@ -89,6 +89,14 @@ extern Numeric summary_percent(int64 num, int64 den);
 /* num / den as numeric, den > 0. */
 extern Numeric summary_ratio(Numeric num, int64 den);
 
+/* Return an aggregate state that may not exist yet: SQL NULL, never a NULL pointer. */
+#define SUMMARY_RETURN_STATE(s) \
+	do { \
+		if ((s) == NULL) \
+			PG_RETURN_NULL(); \
+		PG_RETURN_POINTER(s); \
+	} while (0)
+
 /* The aggregate memory context, or an ERROR when not called as an aggregate. */
 extern MemoryContext summary_agg_context(FunctionCallInfo fcinfo, const char *fname);
 

@@ -1,0 +1,215 @@
+-- bind.sql: binding a CRM's own tables to the source contract: bind_source, unbind_source, source_query.
+
+CREATE FUNCTION crm_kpi.expression_problem(source regclass, expr text) RETURNS text
+    AS 'MODULE_PATHNAME', 'crm_kpi_expression_problem'
+    LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION crm_kpi.expression_problem(regclass, text) IS
+    'Why a binding''s SQL expression over a table is not allowed (NULL when it is): it must be one expression over the row, reading only readable tables and calling only non-volatile functions of pg_catalog';
+
+-- The SQL of one mapped column: a column name (quoted) or {"expr": "..."} (parenthesized).
+CREATE FUNCTION crm_kpi.mapping_sql(mapped jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN CASE jsonb_typeof(mapped)
+               WHEN 'string' THEN 'src.' || quote_ident(mapped #>> '{}')
+               WHEN 'object' THEN '(' || (mapped ->> 'expr') || ')'
+           END;
+COMMENT ON FUNCTION crm_kpi.mapping_sql(jsonb) IS
+    'The SQL a mapping entry stands for: "column" (quoted) or {"expr": "SQL expression"}';
+
+-- The SELECT reading one bound source as the contract's columns.
+CREATE FUNCTION crm_kpi.binding_select(kind text, source regclass, mapping jsonb) RETURNS text
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN (SELECT 'SELECT ' || string_agg(
+                       format('CAST(%s AS %s) AS %I',
+                              coalesce(crm_kpi.mapping_sql(mapping -> c.column_name::text), 'NULL'),
+                              c.data_type, c.column_name), ', ' ORDER BY c.position)
+                   || ' FROM ' || source::text || ' AS src'
+                   || coalesce(' WHERE (' || crm_kpi.mapping_sql(mapping -> '_filter') || ')', '')
+            FROM crm_kpi.source_contract c WHERE c.kind = binding_select.kind);
+COMMENT ON FUNCTION crm_kpi.binding_select(text, regclass, jsonb) IS
+    'The SELECT that reads a bound table as the contract columns of its kind (optional "_filter" keeps only some rows)';
+
+-- Problems with a binding, all of them; no rows when it is valid.
+CREATE FUNCTION crm_kpi.binding_problems(kind text, source regclass, mapping jsonb) RETURNS SETOF text
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c record;
+    k text;
+    v jsonb;
+    col_type regtype;
+    msg text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM crm_kpi.source_contract sc WHERE sc.kind = binding_problems.kind) THEN
+        RETURN NEXT format('unknown kind "%s" (kinds: %s)', kind,
+                           (SELECT string_agg(DISTINCT sc.kind, ', ') FROM crm_kpi.source_contract sc));
+        RETURN;
+    END IF;
+    IF jsonb_typeof(mapping) IS DISTINCT FROM 'object' THEN
+        RETURN NEXT 'the mapping must be a JSON object of contract column -> "table column" or {"expr": "SQL"}';
+        RETURN;
+    END IF;
+    IF (SELECT relkind FROM pg_class WHERE oid = source) NOT IN ('r', 'p', 'v', 'm', 'f') THEN
+        RETURN NEXT format('%s is not a table or view', source);
+    END IF;
+    FOR k, v IN SELECT * FROM jsonb_each(mapping) LOOP
+        IF k <> '_filter' AND NOT EXISTS (SELECT FROM crm_kpi.source_contract sc
+                                          WHERE sc.kind = binding_problems.kind AND sc.column_name = k) THEN
+            RETURN NEXT format('"%s" is not a column of the %s contract', k, kind);
+        ELSIF NOT (jsonb_typeof(v) = 'string' OR (jsonb_typeof(v) = 'object' AND jsonb_typeof(v -> 'expr') = 'string'
+                                                   AND (SELECT count(*) FROM jsonb_object_keys(v)) = 1)) THEN
+            RETURN NEXT format('"%s" must map to a column name or {"expr": "SQL expression"}', k);
+        END IF;
+    END LOOP;
+    FOR c IN SELECT sc.* FROM crm_kpi.source_contract sc WHERE sc.kind = binding_problems.kind ORDER BY sc.position LOOP
+        v := mapping -> c.column_name::text;
+        IF v IS NULL THEN
+            IF c.required THEN
+                RETURN NEXT format('required column "%s" (%s) is not mapped', c.column_name, c.data_type);
+            END IF;
+            CONTINUE;
+        END IF;
+        IF jsonb_typeof(v) = 'string' THEN
+            SELECT a.atttypid::regtype INTO col_type FROM pg_attribute a
+            WHERE a.attrelid = source AND a.attname = (v #>> '{}') AND a.attnum > 0 AND NOT a.attisdropped;
+            IF col_type IS NULL THEN
+                RETURN NEXT format('column "%s" of %s (mapped to "%s") does not exist', v #>> '{}', source, c.column_name);
+                CONTINUE;
+            END IF;
+            IF col_type = 'timestamp'::regtype AND c.data_type = 'timestamptz'::regtype THEN
+                RETURN NEXT format('column "%s" of %s is timestamp without time zone; map "%s" with an expression that names its zone, such as {"expr": "%s AT TIME ZONE ''UTC''"}',
+                                   v #>> '{}', source, c.column_name, quote_ident(v #>> '{}'));
+                CONTINUE;
+            END IF;
+            IF col_type <> c.data_type AND NOT EXISTS (
+                    SELECT FROM pg_cast pc WHERE pc.castsource = col_type AND pc.casttarget = c.data_type
+                                             AND pc.castcontext IN ('i', 'a'))
+               AND NOT (c.data_type = 'text'::regtype AND col_type IN ('character varying'::regtype, 'character'::regtype, 'name'::regtype)) THEN
+                RETURN NEXT format('column "%s" of %s has type %s, which does not convert to %s ("%s")',
+                                   v #>> '{}', source, col_type, c.data_type, c.column_name);
+                CONTINUE;
+            END IF;
+        END IF;
+        IF jsonb_typeof(v) = 'object' THEN
+            BEGIN
+                msg := crm_kpi.expression_problem(source, v ->> 'expr');
+            EXCEPTION WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+            END;
+            IF msg IS NOT NULL THEN
+                RETURN NEXT format('"%s": %s', c.column_name, msg);
+                CONTINUE;
+            END IF;
+        END IF;
+        -- The column or expression must evaluate on the table as the contract type.
+        BEGIN
+            EXECUTE format('SELECT CAST(%s AS %s) FROM %s AS src LIMIT 0',
+                           crm_kpi.mapping_sql(v), c.data_type, source);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+            RETURN NEXT format('"%s": %s', c.column_name, msg);
+        END;
+    END LOOP;
+    IF mapping ? '_filter' AND jsonb_typeof(mapping -> '_filter') = 'object' THEN
+        BEGIN
+            msg := crm_kpi.expression_problem(source, mapping -> '_filter' ->> 'expr');
+            IF msg IS NULL THEN
+                EXECUTE format('SELECT 1 FROM %s AS src WHERE CAST(%s AS boolean) LIMIT 0', source,
+                               crm_kpi.mapping_sql(mapping -> '_filter'));
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+        END;
+        IF msg IS NOT NULL THEN
+            RETURN NEXT format('"_filter": %s', msg);
+        END IF;
+    END IF;
+END $$;
+COMMENT ON FUNCTION crm_kpi.binding_problems(text, regclass, jsonb) IS
+    'Every problem with a proposed binding (unknown kind or column, missing required column, missing or incompatible table column, expression that does not compile or is not allowed); no rows when it is valid. Expressions are vetted before anything runs them';
+
+CREATE FUNCTION crm_kpi.bind_source(kind text, source regclass, mapping jsonb) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    problems text[];
+BEGIN
+    IF kind IS NULL OR source IS NULL OR mapping IS NULL THEN
+        RAISE EXCEPTION 'kind, source and mapping must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = source), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table %', source USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    problems := ARRAY(SELECT crm_kpi.binding_problems(kind, source, mapping));
+    IF cardinality(problems) > 0 THEN
+        RAISE EXCEPTION 'cannot bind % as the % source: % problem(s)', source, kind, cardinality(problems)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = array_to_string(problems, E'\n'),
+                  HINT = 'See crm_kpi.source_contract for the columns of each kind.';
+    END IF;
+    INSERT INTO crm_kpi.source_bindings AS b (kind, source, mapping)
+    VALUES (kind, source, mapping)
+    ON CONFLICT ON CONSTRAINT source_bindings_pkey
+    DO UPDATE SET mapping = EXCLUDED.mapping, bound_by = current_user, bound_at = now();
+END $$;
+COMMENT ON FUNCTION crm_kpi.bind_source(text, regclass, jsonb) IS
+    'Binds a CRM table (plain, partitioned or a view; owner only) as a source of a kind, mapping each contract column to a column or {"expr": "SQL"}; validates everything and reports every problem at once';
+
+CREATE FUNCTION crm_kpi.unbind_source(kind text, source regclass) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = source), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table %', source USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    DELETE FROM crm_kpi.source_bindings b WHERE b.kind = unbind_source.kind AND b.source = unbind_source.source;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not bound as the % source', source, kind USING ERRCODE = 'undefined_object';
+    END IF;
+END $$;
+COMMENT ON FUNCTION crm_kpi.unbind_source(text, regclass) IS
+    'Removes a binding; the table stays as it was';
+
+CREATE FUNCTION crm_kpi.source_query(kind text, source regclass DEFAULT NULL) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN (SELECT string_agg(crm_kpi.binding_select(b.kind, b.source, b.mapping), ' UNION ALL ' ORDER BY b.source::oid)
+            FROM crm_kpi.source_bindings b
+            WHERE b.kind = source_query.kind AND (source_query.source IS NULL OR b.source = source_query.source));
+COMMENT ON FUNCTION crm_kpi.source_query(text, regclass) IS
+    'The query reading every source bound to a kind (or one of them) as the contract''s columns; NULL when none is bound';
+
+CREATE VIEW crm_kpi.bindings AS
+SELECT b.kind, b.source, pg_get_userbyid(c.relowner) AS owner, b.mapping, b.bound_by, b.bound_at,
+       ARRAY(SELECT e.value #>> '{}' FROM jsonb_each(b.mapping) e
+             WHERE jsonb_typeof(e.value) = 'string' AND NOT EXISTS (
+                 SELECT FROM pg_attribute a WHERE a.attrelid = b.source AND a.attname = (e.value #>> '{}')
+                 AND a.attnum > 0 AND NOT a.attisdropped)) AS missing_columns
+FROM crm_kpi.source_bindings b JOIN pg_class c ON c.oid = b.source;
+COMMENT ON VIEW crm_kpi.bindings IS
+    'Bound sources with their owner and mapping, and the mapped columns that no longer exist in the table';
+
+CREATE FUNCTION crm_kpi.forget_dropped_tables() RETURNS event_trigger
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM crm_kpi.lifecycle_tracking t
+    WHERE t.source_table::oid IN (SELECT d.objid FROM pg_event_trigger_dropped_objects() d
+                                  WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0);
+    DELETE FROM crm_kpi.source_bindings b
+    WHERE b.source::oid IN (SELECT d.objid FROM pg_event_trigger_dropped_objects() d
+                            WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0);
+END $$;
+COMMENT ON FUNCTION crm_kpi.forget_dropped_tables() IS
+    'Event trigger: forgets the bindings and lifecycle tracking of tables that are dropped (lifecycle history stays)';
+
+CREATE EVENT TRIGGER crm_kpi_forget_dropped_tables ON sql_drop
+    EXECUTE FUNCTION crm_kpi.forget_dropped_tables();
+COMMENT ON EVENT TRIGGER crm_kpi_forget_dropped_tables IS
+    'Keeps crm_kpi.source_bindings and crm_kpi.lifecycle_tracking free of dropped tables';

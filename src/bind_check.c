@@ -1,0 +1,138 @@
+/* bind_check.c: vets a binding's SQL expression: one expression over its table, calling only safe built-ins. */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_proc.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
+#include "parser/analyze.h"
+#include "parser/parser.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+
+/* What the walker looks for, and the first problem it found. */
+typedef struct BindCheckContext
+{
+	Oid			source;
+	char	   *problem;
+} BindCheckContext;
+
+/* Record a problem with a function call: only non-volatile functions of pg_catalog */
+static bool
+bind_check_function(Oid funcid, BindCheckContext *cx)
+{
+	if (get_func_namespace(funcid) != PG_CATALOG_NAMESPACE)
+		cx->problem = psprintf("expressions may call only functions of pg_catalog, not %s",
+							   format_procedure(funcid));
+	else if (func_volatile(funcid) == PROVOLATILE_VOLATILE)
+		cx->problem = psprintf("expressions may call only non-volatile functions, not %s",
+							   format_procedure(funcid));
+	return cx->problem != NULL;
+}
+
+/* Walk an expression or query tree, stopping at the first problem */
+static bool
+bind_check_walker(Node *node, BindCheckContext *cx)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+	{
+		Query	   *q = (Query *) node;
+		ListCell   *lc;
+
+		if (q->commandType != CMD_SELECT || q->hasModifyingCTE || q->rowMarks != NIL)
+		{
+			cx->problem = pstrdup("expressions may only read");
+			return true;
+		}
+		foreach(lc, q->rtable)
+		{
+			RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+			if (rte->rtekind == RTE_RELATION && rte->relid != cx->source &&
+				pg_class_aclcheck(rte->relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+			{
+				cx->problem = psprintf("expressions may read only tables you can read, not %s",
+									   get_rel_name(rte->relid));
+				return true;
+			}
+		}
+		return query_tree_walker(q, bind_check_walker, cx, 0);
+	}
+	if (IsA(node, FuncExpr))
+	{
+		if (bind_check_function(((FuncExpr *) node)->funcid, cx))
+			return true;
+	}
+	else if (IsA(node, OpExpr) || IsA(node, DistinctExpr) || IsA(node, NullIfExpr))
+	{
+		OpExpr	   *op = (OpExpr *) node;
+
+		set_opfuncid(op);
+		if (bind_check_function(op->opfuncid, cx))
+			return true;
+	}
+	else if (IsA(node, ScalarArrayOpExpr))
+	{
+		ScalarArrayOpExpr *op = (ScalarArrayOpExpr *) node;
+
+		set_sa_opfuncid(op);
+		if (bind_check_function(op->opfuncid, cx))
+			return true;
+	}
+	else if (IsA(node, Aggref) || IsA(node, WindowFunc) || IsA(node, GroupingFunc))
+	{
+		cx->problem = pstrdup("expressions are computed per row: no aggregate or window function");
+		return true;
+	}
+	return expression_tree_walker(node, bind_check_walker, cx);
+}
+
+PG_FUNCTION_INFO_V1(crm_kpi_expression_problem);
+/*
+ * Check one mapping expression over a source table: NULL when allowed, else
+ * the problem. The expression must parse as exactly one expression of
+ * "SELECT (expr) FROM source AS src", read no other table at that level, read
+ * only tables the caller can read in subqueries, and call only non-volatile
+ * functions and operators of pg_catalog, so that evaluating it later, by
+ * whichever role refreshes the KPIs, reads data and does nothing else.
+ * Syntax and name errors are raised as errors.
+ */
+Datum
+crm_kpi_expression_problem(PG_FUNCTION_ARGS)
+{
+	Oid			source = PG_GETARG_OID(0);
+	char	   *expr = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *relname = get_rel_name(source);
+	char	   *nsp = get_namespace_name(get_rel_namespace(source));
+	char	   *sql;
+	List	   *parsed;
+	Query	   *query;
+	BindCheckContext cx = {source, NULL};
+
+	if (relname == NULL || nsp == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", source)));
+	sql = psprintf("SELECT (%s) FROM %s AS src", expr, quote_qualified_identifier(nsp, relname));
+	parsed = raw_parser(sql, RAW_PARSE_DEFAULT);
+	if (list_length(parsed) != 1)
+		PG_RETURN_TEXT_P(cstring_to_text("an expression must be exactly one SQL expression"));
+	query = parse_analyze_fixedparams(linitial_node(RawStmt, parsed), sql, NULL, 0, NULL);
+	if (list_length(query->rtable) != 1 || list_length(query->targetList) != 1 ||
+		query->hasAggs || query->hasWindowFuncs || query->groupClause != NIL ||
+		query->havingQual != NULL || query->jointree->quals != NULL ||
+		query->sortClause != NIL || query->limitCount != NULL || query->limitOffset != NULL ||
+		query->setOperations != NULL || query->cteList != NIL || query->distinctClause != NIL)
+		PG_RETURN_TEXT_P(cstring_to_text("an expression must be exactly one SQL expression over its table's row"));
+	if (bind_check_walker((Node *) query, &cx))
+		PG_RETURN_TEXT_P(cstring_to_text(cx.problem));
+	PG_RETURN_NULL();
+}

@@ -1,0 +1,617 @@
+/* sketch.c: crm_kpi.sketch's engine: logarithmic buckets, uniform collapse, merge, canonical bytes, estimates. */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "common/int.h"
+#include "common/shortest_dec.h"
+#include "fmgr.h"
+#include "utils/timestamp.h"
+
+#include "exactsum.h"
+#include "sketch.h"
+#include "summary_io.h"
+
+/* Raise the error for a relative error outside its range */
+void
+sketch_check_alpha(double alpha)
+{
+	char		buf[32];
+
+	if (alpha >= SKETCH_MIN_ALPHA && alpha < 1.0)
+		return;
+	double_to_shortest_decimal_buf(alpha, buf);
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("relative error %s is out of range", buf),
+			 errdetail("The relative error must be greater than 0 and less than 1 (and at least 1e-09).")));
+}
+
+/* Raise the error for a percentile fraction outside [0, 1] */
+void
+sketch_check_q(double q)
+{
+	char		buf[32];
+
+	if (q >= 0.0 && q <= 1.0)
+		return;
+	double_to_shortest_decimal_buf(q, buf);
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("percentile %s is out of range", buf),
+			 errdetail("The percentile must be between 0 and 1, inclusive.")));
+}
+
+/* Set up an empty state for the given relative error and flags */
+void
+sketch_init(SketchState *s, double alpha, uint8 flags, MemoryContext ctx)
+{
+	memset(s, 0, sizeof(SketchState));
+	s->alpha = alpha;
+	s->ln_gamma = log1p(alpha) - log1p(-alpha);
+	s->inv_ln_gamma = 1.0 / s->ln_gamma;
+	s->flags = flags;
+	s->q = 0.0;
+	s->ctx = ctx;
+	exactsum_init(&s->sum);
+}
+
+/* Map a level-0 index to a level shift levels up: ceil(i / 2^shift) */
+static inline int64
+sketch_map(int64 i, int shift)
+{
+	if (shift == 0)
+		return i;
+	return i > 0 ? ((i - 1) >> shift) + 1 : -((-i) >> shift);
+}
+
+/* Number of indexes from the least to the greatest nonempty bucket, at shift levels up */
+static inline int64
+sketch_span(const SketchStore *st, int shift)
+{
+	return st->total ? sketch_map(st->hi, shift) - sketch_map(st->lo, shift) + 1 : 0;
+}
+
+/* Make the store's dense array cover [lo, hi] (a span of at most SKETCH_MAX_BUCKETS) */
+static void
+sketch_store_reserve(SketchStore *st, int64 lo, int64 hi, MemoryContext ctx)
+{
+	int64		need = hi - lo + 1;
+	int64		cap,
+				base;
+	int64	   *counts;
+
+	if (st->counts && lo >= st->base && hi < st->base + st->cap)
+		return;
+	cap = st->cap ? st->cap : 32;
+	while (cap < 2 * need)
+		cap *= 2;
+	base = lo - (cap - need) / 2;
+	counts = MemoryContextAllocZero(ctx, cap * sizeof(int64));
+	if (st->total)
+		memcpy(counts + (st->lo - base), st->counts + (st->lo - st->base),
+			   (st->hi - st->lo + 1) * sizeof(int64));
+	if (st->counts)
+		pfree(st->counts);
+	st->counts = counts;
+	st->base = base;
+	st->cap = cap;
+}
+
+/* Collapse a store one level: bucket i joins ceil(i/2), in place */
+static void
+sketch_store_collapse(SketchStore *st)
+{
+	int64		nlo,
+				nhi;
+
+	if (st->total == 0)
+		return;
+	nlo = sketch_map(st->lo, 1);
+	nhi = sketch_map(st->hi, 1);
+	/* New positions never pass old ones (ceil(i/2) - nlo <= i - base), so ascending is safe. */
+	for (int64 i = st->lo; i <= st->hi; i++)
+	{
+		int64		c = st->counts[i - st->base];
+
+		st->counts[i - st->base] = 0;
+		st->counts[sketch_map(i, 1) - nlo] += c;
+	}
+	st->base = nlo;
+	st->lo = nlo;
+	st->hi = nhi;
+}
+
+/* Collapse the sketch one level */
+static void
+sketch_collapse(SketchState *s)
+{
+	if (s->level >= SKETCH_MAX_LEVEL)
+		elog(ERROR, "crm_kpi.sketch cannot collapse beyond level %d", SKETCH_MAX_LEVEL);
+	sketch_store_collapse(&s->neg);
+	sketch_store_collapse(&s->pos);
+	s->level++;
+}
+
+/* Add n to bucket i of a store, which already covers it */
+static inline void
+sketch_store_bump(SketchStore *st, int64 i, int64 n, MemoryContext ctx)
+{
+	int64		lo = st->total && st->lo < i ? st->lo : i;
+	int64		hi = st->total && st->hi > i ? st->hi : i;
+
+	sketch_store_reserve(st, lo, hi, ctx);
+	st->counts[i - st->base] += n;
+	st->lo = lo;
+	st->hi = hi;
+	st->total += n;
+}
+
+/* Raise the error for a value that is not finite */
+static void
+sketch_nonfinite_error(double x)
+{
+	char		buf[32];
+
+	double_to_shortest_decimal_buf(x, buf);
+	ereport(ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("value %s is out of range for %s", buf, SKETCH_TYPE),
+			 errdetail("Values must be finite numbers.")));
+}
+
+/* Add one finite value (the hot path of every aggregate) */
+void
+sketch_add(SketchState *s, double x)
+{
+	if (unlikely(!isfinite(x)))
+		sketch_nonfinite_error(x);
+	if (x == 0.0)
+	{
+		x = 0.0;				/* -0.0 counts as 0.0 */
+		s->zeros++;
+	}
+	else
+	{
+		SketchStore *st = x > 0 ? &s->pos : &s->neg;
+		SketchStore *other = x > 0 ? &s->neg : &s->pos;
+		int64		i0 = (int64) ceil(log(fabs(x)) * s->inv_ln_gamma);
+
+		for (;;)
+		{
+			int64		i = sketch_map(i0, s->level);
+
+			if (likely(st->total && i >= st->lo && i <= st->hi))
+			{
+				st->counts[i - st->base]++;
+				st->total++;
+				break;
+			}
+			if ((st->total ? Max(st->hi, i) - Min(st->lo, i) + 1 : 1) +
+				sketch_span(other, 0) <= SKETCH_MAX_BUCKETS)
+			{
+				sketch_store_bump(st, i, 1, s->ctx);
+				break;
+			}
+			sketch_collapse(s);
+		}
+	}
+	if (s->count == 0 || x < s->min)
+		s->min = x;
+	if (s->count == 0 || x > s->max)
+		s->max = x;
+	s->count++;
+	exactsum_add(&s->sum, x);
+}
+
+/* Merge b into a (both nonempty), leaving b unchanged */
+void
+sketch_merge(SketchState *a, const SketchState *b)
+{
+	int			level = Max(a->level, b->level);
+	SketchStore *as[2] = {&a->neg, &a->pos};
+	const SketchStore *bs[2] = {&b->neg, &b->pos};
+
+	if (a->alpha != b->alpha || a->flags != b->flags)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot merge %s values with different relative errors or value types", SKETCH_TYPE),
+				 errdetail("Relative errors %g and %g; %s and %s.", a->alpha, b->alpha,
+						   a->flags & SKETCH_FLAG_INTERVAL ? "intervals" : "numbers",
+						   b->flags & SKETCH_FLAG_INTERVAL ? "intervals" : "numbers")));
+	/* The least level at which the union fits. */
+	for (;;)
+	{
+		int64		span = 0;
+
+		for (int k = 0; k < 2; k++)
+		{
+			int			sa = level - a->level,
+						sb = level - b->level;
+
+			if (as[k]->total && bs[k]->total)
+				span += Max(sketch_map(as[k]->hi, sa), sketch_map(bs[k]->hi, sb)) -
+					Min(sketch_map(as[k]->lo, sa), sketch_map(bs[k]->lo, sb)) + 1;
+			else
+				span += sketch_span(as[k], sa) + sketch_span(bs[k], sb);
+		}
+		if (span <= SKETCH_MAX_BUCKETS)
+			break;
+		level++;
+	}
+	while (a->level < level)
+		sketch_collapse(a);
+	for (int k = 0; k < 2; k++)
+	{
+		const SketchStore *src = bs[k];
+		int			sb = level - b->level;
+
+		if (src->total == 0)
+			continue;
+		sketch_store_reserve(as[k], as[k]->total ? Min(as[k]->lo, sketch_map(src->lo, sb)) : sketch_map(src->lo, sb),
+							 as[k]->total ? Max(as[k]->hi, sketch_map(src->hi, sb)) : sketch_map(src->hi, sb),
+							 a->ctx);
+		for (int64 i = src->lo; i <= src->hi; i++)
+			if (src->counts[i - src->base])
+				sketch_store_bump(as[k], sketch_map(i, sb), src->counts[i - src->base], a->ctx);
+	}
+	a->count = summary_add_count(a->count, b->count, SKETCH_TYPE);
+	a->zeros += b->zeros;
+	a->min = Min(a->min, b->min);
+	a->max = Max(a->max, b->max);
+	exactsum_merge(&a->sum, &b->sum);
+}
+
+/* Copy a store's buckets into ctx */
+static void
+sketch_store_copy(SketchStore *dst, const SketchStore *src, MemoryContext ctx)
+{
+	memset(dst, 0, sizeof(SketchStore));
+	if (src->total == 0)
+		return;
+	sketch_store_reserve(dst, src->lo, src->hi, ctx);
+	memcpy(dst->counts + (src->lo - dst->base), src->counts + (src->lo - src->base),
+		   (src->hi - src->lo + 1) * sizeof(int64));
+	dst->lo = src->lo;
+	dst->hi = src->hi;
+	dst->total = src->total;
+}
+
+/* Copy a state into ctx */
+SketchState *
+sketch_copy(const SketchState *src, MemoryContext ctx)
+{
+	SketchState *s = MemoryContextAlloc(ctx, sizeof(SketchState));
+
+	*s = *src;
+	s->ctx = ctx;
+	sketch_store_copy(&s->neg, &src->neg, ctx);
+	sketch_store_copy(&s->pos, &src->pos, ctx);
+	return s;
+}
+
+/* ---- canonical bytes ---- */
+
+/* Append a store: varuint n, then first index (varint) and count, then (gap, count) pairs */
+static void
+sketch_encode_store(StringInfo buf, const SketchStore *st)
+{
+	int64		n = 0,
+				prev = 0;
+	bool		first = true;
+
+	if (st->total)
+		for (int64 i = st->lo; i <= st->hi; i++)
+			n += st->counts[i - st->base] != 0;
+	summary_put_varuint(buf, n);
+	if (n == 0)
+		return;
+	for (int64 i = st->lo; i <= st->hi; i++)
+	{
+		int64		c = st->counts[i - st->base];
+
+		if (c == 0)
+			continue;
+		if (first)
+			summary_put_varint(buf, i);
+		else
+			summary_put_varuint(buf, i - prev);
+		summary_put_varuint(buf, c);
+		prev = i;
+		first = false;
+	}
+}
+
+/* Encode a state as a summary (the same bytes on disk, on the wire and between workers) */
+bytea *
+sketch_encode(SketchState *s)
+{
+	StringInfoData buf;
+
+	summary_begin(&buf, SUMMARY_SKETCH);
+	summary_put_u8(&buf, s->flags);
+	summary_put_f64(&buf, s->alpha);
+	summary_put_varuint(&buf, s->level);
+	summary_put_varuint(&buf, s->count);
+	summary_put_varuint(&buf, s->zeros);
+	summary_put_f64(&buf, s->min);
+	summary_put_f64(&buf, s->max);
+	exactsum_encode(&buf, &s->sum);
+	sketch_encode_store(&buf, &s->neg);
+	sketch_encode_store(&buf, &s->pos);
+	return summary_finish(&buf);
+}
+
+/* Read a store into (index, count) pairs, checking order, range and counts */
+static void
+sketch_decode_store(SummaryReader *r, SketchStore *st, int64 bound, StringInfo scratch)
+{
+	uint64		n = summary_get_varuint(r);
+	int64		i = 0;
+
+	resetStringInfo(scratch);
+	if (n > SKETCH_MAX_BUCKETS)
+		summary_corrupt(r, "A store holds more buckets than a sketch may.");
+	for (uint64 k = 0; k < n; k++)
+	{
+		uint64		c;
+
+		if (k == 0)
+			i = summary_get_varint(r);
+		else
+		{
+			uint64		gap = summary_get_varuint(r);
+
+			if (gap == 0 || gap > (uint64) SKETCH_MAX_BUCKETS)
+				summary_corrupt(r, "Bucket indexes are not strictly increasing, or span more than a sketch may.");
+			i += (int64) gap;
+		}
+		if (i < -bound || i > bound)
+			summary_corrupt(r, "A bucket index is out of range for the relative error and level.");
+		c = summary_get_varuint(r);
+		if (c == 0 || c > (uint64) PG_INT64_MAX)
+			summary_corrupt(r, "A bucket count is out of range.");
+		if (k == 0)
+			st->lo = i;
+		st->hi = i;
+		if (pg_add_s64_overflow(st->total, (int64) c, &st->total))
+			summary_corrupt(r, "Bucket counts overflow.");
+		appendBinaryStringInfo(scratch, (const char *) &i, sizeof(int64));
+		appendBinaryStringInfo(scratch, (const char *) &c, sizeof(uint64));
+	}
+	if (n > 0 && sketch_span(st, 0) > SKETCH_MAX_BUCKETS)
+		summary_corrupt(r, "The buckets span more than a sketch may.");
+}
+
+/* Fill a store's dense array from the (index, count) pairs read */
+static void
+sketch_fill_store(SketchStore *st, StringInfo pairs, MemoryContext ctx)
+{
+	int64		total = st->total;
+
+	if (total == 0)
+		return;
+	st->total = 0;
+	for (int off = 0; off < pairs->len; off += 2 * sizeof(int64))
+	{
+		int64		i,
+					c;
+
+		memcpy(&i, pairs->data + off, sizeof(int64));
+		memcpy(&c, pairs->data + off + sizeof(int64), sizeof(int64));
+		sketch_store_bump(st, i, c, ctx);
+	}
+	Assert(st->total == total);
+}
+
+/* Whether a double is -0.0 */
+static inline bool
+sketch_is_neg_zero(double x)
+{
+	return x == 0.0 && signbit(x);
+}
+
+/* The one validating decoder of sketch bytes; sqlstate is the error code for bad bytes */
+SketchState *
+sketch_decode(const char *data, int len, int sqlstate, MemoryContext ctx)
+{
+	SummaryReader r;
+	SketchState *s = MemoryContextAllocZero(ctx, sizeof(SketchState));
+	uint8		flags;
+	double		alpha;
+	uint64		level,
+				count,
+				zeros;
+	int64		bound,
+				total;
+	StringInfoData negpairs,
+				pospairs;
+
+	summary_read_bytes_begin(&r, data, len, SUMMARY_SKETCH, SKETCH_TYPE);
+	r.errcode = sqlstate;
+	flags = summary_get_u8(&r);
+	if (flags & ~SKETCH_FLAG_INTERVAL)
+		summary_corrupt(&r, "Unknown flags are set.");
+	alpha = summary_get_f64(&r);
+	if (!(alpha >= SKETCH_MIN_ALPHA && alpha < 1.0))
+		summary_corrupt(&r, "The relative error is out of range.");
+	sketch_init(s, alpha, flags, ctx);
+	level = summary_get_varuint(&r);
+	if (level > SKETCH_MAX_LEVEL)
+		summary_corrupt(&r, "The collapse level is out of range.");
+	s->level = (int) level;
+	count = summary_get_varuint(&r);
+	zeros = summary_get_varuint(&r);
+	if (count == 0 || count > (uint64) PG_INT64_MAX || zeros > count)
+		summary_corrupt(&r, "The count is out of range.");
+	s->count = (int64) count;
+	s->zeros = (int64) zeros;
+	s->min = summary_get_f64(&r);
+	s->max = summary_get_f64(&r);
+	if (!isfinite(s->min) || !isfinite(s->max) || sketch_is_neg_zero(s->min) ||
+		sketch_is_neg_zero(s->max) || s->min > s->max || (count == 1 && s->min != s->max))
+		summary_corrupt(&r, "The minimum and maximum are inconsistent.");
+	exactsum_decode(&r, &s->sum);
+	/* No finite double has a level-0 index beyond 746 / ln(gamma) in magnitude. */
+	bound = sketch_map((int64) ceil(746.0 * s->inv_ln_gamma) + 1, s->level) + 1;
+	initStringInfo(&negpairs);
+	initStringInfo(&pospairs);
+	sketch_decode_store(&r, &s->neg, bound, &negpairs);
+	sketch_decode_store(&r, &s->pos, bound, &pospairs);
+	summary_read_end(&r);
+	if (sketch_span(&s->neg, 0) + sketch_span(&s->pos, 0) > SKETCH_MAX_BUCKETS)
+		summary_corrupt(&r, "The buckets span more than a sketch may.");
+	if (pg_add_s64_overflow(s->neg.total, s->pos.total, &total) ||
+		pg_add_s64_overflow(total, s->zeros, &total) || total != s->count)
+		summary_corrupt(&r, "The bucket counts do not add up to the count.");
+	if ((s->neg.total > 0) != (s->min < 0) || (s->pos.total > 0) != (s->max > 0) ||
+		(s->zeros > 0 && (s->min > 0 || s->max < 0)))
+		summary_corrupt(&r, "The minimum and maximum disagree with the buckets.");
+	if (s->zeros == s->count ? !exactsum_is_zero(&s->sum)
+		: (count == 1 && exactsum_to_double(&s->sum) != s->min))
+		summary_corrupt(&r, "The sum disagrees with the values.");
+	sketch_fill_store(&s->neg, &negpairs, ctx);
+	sketch_fill_store(&s->pos, &pospairs, ctx);
+	pfree(negpairs.data);
+	pfree(pospairs.data);
+	return s;
+}
+
+/* Decode bytes, re-encode them and insist they were canonical */
+bytea *
+sketch_validate(const char *data, int len, int sqlstate)
+{
+	SketchState *s = sketch_decode(data, len, sqlstate, CurrentMemoryContext);
+	bytea	   *out = sketch_encode(s);
+
+	if ((int) (VARSIZE(out) - VARHDRSZ) != len || memcmp(VARDATA(out), data, len) != 0)
+		ereport(ERROR,
+				(errcode(sqlstate),
+				 errmsg("invalid %s value", SKETCH_TYPE),
+				 errdetail("The value is not in canonical form.")));
+	return out;
+}
+
+/* ---- estimates ---- */
+
+/* The relative error bound after the sketch's collapses: alpha of gamma^(2^level) */
+double
+sketch_error_bound(const SketchState *s)
+{
+	return s->level == 0 ? s->alpha : tanh(ldexp(s->ln_gamma, s->level - 1));
+}
+
+/* Estimate of bucket i at the sketch's level: 2 g^i / (g + 1), g = gamma^(2^level), in logs */
+static double
+sketch_bucket_estimate(const SketchState *s, int64 i)
+{
+	double		lg = ldexp(s->ln_gamma, s->level);
+
+	return exp((double) (i - 1) * lg + M_LN2 - log1p(exp(-lg)));
+}
+
+
+/* The sketch's buckets in ascending value order, with cumulative counts */
+SketchRun *
+sketch_runs(const SketchState *s, int *nruns)
+{
+	SketchRun  *runs = palloc(sizeof(SketchRun) * (SKETCH_MAX_BUCKETS + 1));
+	int			n = 0;
+	int64		cum = 0;
+
+	if (s->neg.total)
+		for (int64 i = s->neg.hi; i >= s->neg.lo; i--)
+			if (s->neg.counts[i - s->neg.base])
+			{
+				cum += s->neg.counts[i - s->neg.base];
+				runs[n].end = cum;
+				runs[n++].est = -sketch_bucket_estimate(s, i);
+			}
+	if (s->zeros)
+	{
+		cum += s->zeros;
+		runs[n].end = cum;
+		runs[n++].est = 0.0;
+	}
+	if (s->pos.total)
+		for (int64 i = s->pos.lo; i <= s->pos.hi; i++)
+			if (s->pos.counts[i - s->pos.base])
+			{
+				cum += s->pos.counts[i - s->pos.base];
+				runs[n].end = cum;
+				runs[n++].est = sketch_bucket_estimate(s, i);
+			}
+	*nruns = n;
+	return runs;
+}
+
+/* Estimate of the k-th order statistic (0-based): exact at both ends, clamped to [min, max] */
+static double
+sketch_order_stat(const SketchState *s, const SketchRun *runs, int nruns, int64 k)
+{
+	int			lo = 0,
+				hi = nruns - 1;
+	double		v;
+
+	if (k == 0)
+		return s->min;
+	if (k == s->count - 1)
+		return s->max;
+	while (lo < hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (runs[mid].end > k)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	v = runs[lo].est;
+	return v < s->min ? s->min : (v > s->max ? s->max : v);
+}
+
+/*
+ * percentile_cont's definition over the estimated order statistics: rank
+ * r = q (n - 1), result v(floor r) + (r - floor r) (v(ceil r) - v(floor r)).
+ * Each v(k) is within the bound of the true k-th value (v(0) and v(n-1) are
+ * exact), so the result is within the bound of percentile_cont relative to
+ * the larger magnitude of the two neighbouring values.
+ */
+double
+sketch_percentile(const SketchState *s, const SketchRun *runs, int nruns, double q)
+{
+	double		r = q * (double) (s->count - 1);
+	double		rf = floor(r);
+	double		lo = sketch_order_stat(s, runs, nruns, (int64) rf);
+	double		hi,
+				v;
+
+	if (r == rf)
+		return lo;
+	hi = sketch_order_stat(s, runs, nruns, (int64) ceil(r));
+	v = lo + (hi - lo) * (r - rf);
+	return v < s->min ? s->min : (v > s->max ? s->max : v);
+}
+
+/* Seconds in an interval, as extract(epoch from ...) counts them */
+double
+sketch_interval_seconds(const Interval *iv)
+{
+	return (double) iv->month * ((double) DAYS_PER_YEAR * SECS_PER_DAY / MONTHS_PER_YEAR) +
+		(double) iv->day * SECS_PER_DAY + (double) iv->time / USECS_PER_SEC;
+}
+
+/* An interval of the given seconds (months and days zero), as x * interval '1 second' */
+Interval *
+sketch_seconds_interval(double secs)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+	double		us = rint(secs * USECS_PER_SEC);
+
+	if (!(us >= (double) PG_INT64_MIN && us < (double) PG_INT64_MAX))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("interval out of range")));
+	iv->time = (int64) us;
+	return iv;
+}
