@@ -43,8 +43,10 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(EXTENSION).control
 	         '\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \quit'; \
 	  cat $(SQL_PARTS); } > $@
 
-.PHONY: test demo
+.PHONY: test demo bench
 test:
 	bash scripts/test.sh
 demo:
 	bash scripts/demo.sh
+bench:
+	bash scripts/bench.sh

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# bench.sh: the benchmark suite. Installs what it needs, builds and installs
+# crm_kpi, starts a private cluster set up for measuring, generates its data
+# from a fixed seed, times crm_kpi's aggregates against plain SQL and the
+# tdigest extension (serial and with 2 parallel workers), prints markdown
+# tables and writes them to bench/RESULTS.md.
+#
+#   bash scripts/bench.sh               full size (10M / 5M / ~1.2M rows)
+#   bash scripts/bench.sh --quick       a tenth of the size, to try it out
+#   bash scripts/bench.sh --reps N      timed rounds per query (default 5)
+#   bash scripts/bench.sh --stand-ins   time plain-SQL stand-ins in place of the
+#                                       crm_kpi functions this build lacks
+#
+# Only a full run of crm_kpi's own functions writes bench/RESULTS.md; the
+# others write bench/tmp/RESULTS.md.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+QUICK=0
+STAND_INS=0
+REPS=5
+COMMAND="bash scripts/bench.sh${*:+ $*}"
+while [ $# -gt 0 ]; do
+	case $1 in
+	--quick) QUICK=1 ;;
+	--stand-ins) STAND_INS=1 ;;
+	--reps)
+		if [ $# -lt 2 ] || ! [[ $2 =~ ^[1-9][0-9]*$ ]]; then die "--reps needs a positive number"; fi
+		REPS=$2
+		shift
+		;;
+	-h | --help)
+		sed -n '2,/^set /p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+		exit 0
+		;;
+	*) die "unknown option '$1' (--quick, --reps N, --stand-ins)" ;;
+	esac
+	shift
+done
+
+if [ "$QUICK" -eq 1 ]; then
+	SURVEY_ROWS=1000000 LATENCY_ROWS=500000 DAYS=1096 PER_DAY=150
+else
+	SURVEY_ROWS=10000000 LATENCY_ROWS=5000000 DAYS=1096 PER_DAY=1500
+fi
+if [ "$QUICK" -eq 0 ] && [ "$STAND_INS" -eq 0 ]; then
+	RESULTS=$SRC_ROOT/bench/RESULTS.md
+else
+	RESULTS=$SRC_ROOT/bench/tmp/RESULTS.md
+fi
+
+ensure_packages "${DEPS_BUILD[@]}" "${DEPS_BENCH[@]}"
+
+STAGE=$(make_private_dir crm_kpi-bench)
+KEEP_STAGE=1 # logs kept unless the run completes; the data never
+cleanup() {
+	cluster_stop "$STAGE"
+	if [ "$KEEP_STAGE" -eq 1 ]; then
+		[ -f "$STAGE/data/postmaster.pid" ] || rm -rf "$STAGE/data"
+		say "benchmark logs kept in $STAGE"
+	else
+		rm -rf "$STAGE"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+hold_install_lock
+stage_tree
+build_and_install
+
+# Shared buffers large enough to hold every table (2GB), but never more than
+# a quarter of the machine's memory.
+MEM_KB=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
+SHARED_MB=$((MEM_KB / 4096))
+[ "$SHARED_MB" -gt 2048 ] && SHARED_MB=2048
+
+PORT=$(free_port 55632)
+printf '%s\n' \
+	"shared_buffers = '${SHARED_MB}MB'" \
+	"work_mem = '256MB'" \
+	"maintenance_work_mem = '512MB'" \
+	"max_parallel_workers_per_gather = 2" \
+	"max_parallel_workers = 8" \
+	"jit = off" \
+	"fsync = off" \
+	"synchronous_commit = off" \
+	"full_page_writes = off" \
+	"wal_level = minimal" \
+	"max_wal_senders = 0" \
+	"max_wal_size = '8GB'" \
+	"autovacuum = off" |
+	cluster_start "$STAGE" "$PORT" ''
+say "private cluster on socket $STAGE, port $PORT (shared_buffers ${SHARED_MB}MB)"
+
+DB=crm_kpi_bench
+psql_pg() { as_pg psql -X -q -v ON_ERROR_STOP=1 -h "$STAGE" -p "$PORT" -U postgres "$@"; }
+psql_db() { psql_pg -d "$DB" "$@"; }
+
+psql_pg -d postgres -c "CREATE DATABASE $DB"
+psql_db -c 'CREATE EXTENSION crm_kpi' -c 'CREATE EXTENSION tdigest'
+psql_db -f "$STAGE/src/bench/driver.sql"
+psql_db -v stand_ins="$STAND_INS" -f "$STAGE/src/bench/contenders.sql"
+
+MISSING=$(psql_db -At -c 'SELECT f FROM bench.missing_functions() f')
+if [ -n "$MISSING" ]; then
+	say "this build of crm_kpi lacks functions the benchmark times:"
+	while IFS= read -r f; do say "  $f"; done <<<"$MISSING"
+	die "build them first (or check the driver alone with --stand-ins)"
+fi
+
+say "generating data (fixed seed): $SURVEY_ROWS survey rows, $LATENCY_ROWS response times, $DAYS days x ~$PER_DAY responses"
+SECONDS=0
+psql_db -v survey_rows="$SURVEY_ROWS" -v latency_rows="$LATENCY_ROWS" -v days="$DAYS" -v per_day="$PER_DAY" \
+	-f "$STAGE/src/bench/data.sql" >/dev/null
+say "data ready in ${SECONDS}s"
+
+# The sketch's own error bound, when crm_kpi has the sketch functions.
+psql_db -c "
+DO \$\$
+BEGIN
+	IF to_regtype('crm_kpi.sketch') IS NOT NULL
+	   AND to_regprocedure('crm_kpi.relative_error(crm_kpi.sketch)') IS NOT NULL
+	   AND to_regprocedure('crm_kpi.sketch_agg(double precision)') IS NOT NULL THEN
+		EXECUTE 'INSERT INTO bench.meta SELECT ''sketch_bound'', crm_kpi.relative_error(crm_kpi.sketch_agg(x))::text FROM bench.latency';
+	END IF;
+END \$\$"
+
+for c in 1 2 3; do
+	for w in 0 2; do
+		SECONDS=0
+		psql_db -c "SELECT bench.run($c, $w, $REPS)" >/dev/null
+		say "comparison $c, $([ "$w" -eq 0 ] && echo serial || echo "$w workers"): ${SECONDS}s"
+	done
+done
+
+TABLE=$STAGE/table.md
+psql_db -f "$STAGE/src/bench/report.sql" >"$TABLE"
+
+PG_VERSION=$(psql_db -At -c 'SHOW server_version')
+CRM_KPI_VERSION=$(psql_db -At -c "SELECT extversion FROM pg_extension WHERE extname = 'crm_kpi'")
+TDIGEST_VERSION=$(psql_db -At -c "SELECT extversion FROM pg_extension WHERE extname = 'tdigest'")
+REVISION=$(git -C "$SRC_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git -C "$SRC_ROOT" status --porcelain -- src bench scripts Makefile ':!bench/RESULTS.md' 2>/dev/null)" ]; then
+	REVISION="$REVISION, with uncommitted changes"
+fi
+CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+
+{
+	echo "# crm_kpi benchmark results"
+	echo
+	if [ "$STAND_INS" -eq 1 ]; then
+		echo "**Run with --stand-ins: rows named \"stand-in\" time plain SQL in place of a crm_kpi function" \
+			"this build lacks; they are NOT crm_kpi's times, and neither are the targets that use them.**"
+		echo
+	fi
+	echo "- command: \`$COMMAND\` ($REPS timed rounds per query after one warm-up; medians)"
+	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "- machine: $(nproc) CPUs (${CPU:-unknown}), $((MEM_KB / 1024 / 1024)) GiB memory"
+	echo "- PostgreSQL $PG_VERSION, crm_kpi $CRM_KPI_VERSION (revision $REVISION), tdigest $TDIGEST_VERSION"
+	echo "- settings: shared_buffers ${SHARED_MB}MB, work_mem 256MB, jit off, fsync off, autovacuum off;" \
+		"serial rows with max_parallel_workers_per_gather = 0, parallel rows with 2"
+	echo "- times: on the server, clock_timestamp() around EXECUTE in PL/pgSQL" \
+		"(no result transfer, no EXPLAIN instrumentation); data generated in SQL from fixed seeds"
+	echo
+	cat "$TABLE"
+} >"$STAGE/RESULTS.md"
+
+mkdir -p "$(dirname "$RESULTS")"
+cp "$STAGE/RESULTS.md" "$RESULTS"
+echo
+cat "$STAGE/RESULTS.md"
+say "written to ${RESULTS#"$SRC_ROOT"/}"
+KEEP_STAGE=0
