@@ -45,20 +45,26 @@ csat_mean_value(const CounterState *s, FunctionCallInfo fcinfo)
 }
 
 PG_FUNCTION_INFO_V1(crm_kpi_csat_trans);
-/* Count one CSAT score (NULL ignored) */
+/* Count one CSAT score (NULL ignored); the per-row hot path, like nps_trans */
 Datum
 crm_kpi_csat_trans(PG_FUNCTION_ARGS)
 {
 	CounterState *s;
+	int32		score;
 
-	if (PG_ARGISNULL(1))
+	if (unlikely(PG_ARGISNULL(1)))
 	{
 		if (PG_ARGISNULL(0))
 			PG_RETURN_NULL();
 		PG_RETURN_POINTER(PG_GETARG_POINTER(0));
 	}
-	s = counter_state_arg(fcinfo, &counter_csat);
-	counter_count(s, csat_bucket(PG_GETARG_INT32(1)), 1);
+	score = PG_GETARG_INT32(1);
+	if (unlikely((uint32) (score - 1) > 4))
+		summary_score_range_error(score, 1, 5, "CSAT score");
+	s = likely(!PG_ARGISNULL(0)) ? (CounterState *) PG_GETARG_POINTER(0)
+		: counter_state_arg(fcinfo, &counter_csat);
+	s->c[score - 1]++;
+	s->total++;
 	PG_RETURN_POINTER(s);
 }
 

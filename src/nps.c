@@ -29,21 +29,37 @@ nps_value(const CounterState *s, FunctionCallInfo fcinfo)
 	PG_RETURN_NUMERIC(summary_percent(s->c[NPS_PROMOTERS] - s->c[NPS_DETRACTORS], s->total));
 }
 
+/* The counter of each valid score, for the per-row fast path. */
+static const int8 nps_bucket_of[11] = {
+	NPS_DETRACTORS, NPS_DETRACTORS, NPS_DETRACTORS, NPS_DETRACTORS, NPS_DETRACTORS, NPS_DETRACTORS,
+	NPS_DETRACTORS, NPS_PASSIVES, NPS_PASSIVES, NPS_PROMOTERS, NPS_PROMOTERS
+};
+
 PG_FUNCTION_INFO_V1(crm_kpi_nps_trans);
-/* Count one NPS score (NULL ignored) */
+/*
+ * Count one NPS score (NULL ignored). This is the per-row hot path: once the
+ * state exists it only checks the range and increments two counters (a
+ * count cannot reach 2^63 one row at a time; merges of summaries are checked).
+ */
 Datum
 crm_kpi_nps_trans(PG_FUNCTION_ARGS)
 {
 	CounterState *s;
+	int32		score;
 
-	if (PG_ARGISNULL(1))
+	if (unlikely(PG_ARGISNULL(1)))
 	{
 		if (PG_ARGISNULL(0))
 			PG_RETURN_NULL();
 		PG_RETURN_POINTER(PG_GETARG_POINTER(0));
 	}
-	s = counter_state_arg(fcinfo, &counter_nps);
-	counter_count(s, nps_bucket(PG_GETARG_INT32(1)), 1);
+	score = PG_GETARG_INT32(1);
+	if (unlikely((uint32) score > 10))
+		summary_score_range_error(score, 0, 10, "NPS score");
+	s = likely(!PG_ARGISNULL(0)) ? (CounterState *) PG_GETARG_POINTER(0)
+		: counter_state_arg(fcinfo, &counter_nps);
+	s->c[nps_bucket_of[score]]++;
+	s->total++;
 	PG_RETURN_POINTER(s);
 }
 

@@ -21,20 +21,22 @@ rate_value(const CounterState *s, FunctionCallInfo fcinfo)
 }
 
 PG_FUNCTION_INFO_V1(crm_kpi_rate_trans);
-/* Count one outcome (NULL ignored) */
+/* Count one outcome (NULL ignored); the per-row hot path, like nps_trans */
 Datum
 crm_kpi_rate_trans(PG_FUNCTION_ARGS)
 {
 	CounterState *s;
 
-	if (PG_ARGISNULL(1))
+	if (unlikely(PG_ARGISNULL(1)))
 	{
 		if (PG_ARGISNULL(0))
 			PG_RETURN_NULL();
 		PG_RETURN_POINTER(PG_GETARG_POINTER(0));
 	}
-	s = counter_state_arg(fcinfo, &counter_rate);
-	counter_count(s, PG_GETARG_BOOL(1) ? RATE_SUCCESSES : RATE_FAILURES, 1);
+	s = likely(!PG_ARGISNULL(0)) ? (CounterState *) PG_GETARG_POINTER(0)
+		: counter_state_arg(fcinfo, &counter_rate);
+	s->c[PG_GETARG_BOOL(1) ? RATE_SUCCESSES : RATE_FAILURES]++;
+	s->total++;
 	PG_RETURN_POINTER(s);
 }
 
