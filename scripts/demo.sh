@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # demo.sh: the main job. Installs what it needs, builds and installs crm_kpi,
 # starts a private PostgreSQL cluster with the preload on a free localhost
-# port, creates the extension in database "crm", shows what it holds and
-# leaves the cluster running for psql and Grafana.
+# port, creates the extension in database "crm", the reference CRM schema and
+# seeded sample data (with progress), prints the KPI report, and leaves the
+# cluster running for psql and Grafana.
 #
 #   bash scripts/demo.sh          start (or restart) the demo
 #   bash scripts/demo.sh status   is it running, and how to connect
@@ -17,6 +18,9 @@ DEMO=${CRM_KPI_DEMO_DIR:-/var/tmp/crm_kpi-demo}
 STAGE=$DEMO
 DB=crm
 READER=crm_kpi_demo
+# Size and seed of the sample data (customers; about 3 orders per customer).
+DEMO_CUSTOMERS=${CRM_KPI_DEMO_CUSTOMERS:-20000}
+DEMO_SEED=${CRM_KPI_DEMO_SEED:-42}
 
 is_ours() { [ -f "$DEMO/data/crm_kpi.private-cluster" ]; }
 
@@ -85,6 +89,12 @@ CREATE EXTENSION crm_kpi;
 CREATE ROLE $READER LOGIN PASSWORD '$password';
 GRANT USAGE ON SCHEMA crm_kpi TO $READER;
 SQL
+	say "loading sample data: $DEMO_CUSTOMERS customers, seed $DEMO_SEED"
+	"${psql[@]}" -d "$DB" -c "SELECT crm_kpi.create_reference_schema('crm')" >/dev/null
+	"${psql[@]}" -d "$DB" -P footer=off \
+		-c "SELECT * FROM crm_kpi.generate_sample_data('crm', $DEMO_CUSTOMERS, $DEMO_SEED)" 2>&1 \
+		| sed 's/^psql:[^ ]* NOTICE: */  /'
+	"${psql[@]}" -d "$DB" -c "GRANT USAGE ON SCHEMA crm TO $READER; GRANT SELECT ON ALL TABLES IN SCHEMA crm TO $READER"
 	trap - ERR
 
 	echo
@@ -93,6 +103,7 @@ SQL
 SELECT e.extversion AS extension, crm_kpi.library_version() AS library,
        crm_kpi.preloaded() AS preloaded, current_setting('server_version') AS postgresql
 FROM pg_extension e WHERE e.extname = 'crm_kpi';"
+	as_pg psql -X -q -h "$DEMO" -p "$port" -U postgres -d "$DB" -f - <"$SRC_ROOT/scripts/demo_report.sql"
 	demo_info
 }
 
