@@ -194,8 +194,8 @@ BEGIN
     started := clock_timestamp();
     EXECUTE format($q$
         INSERT INTO %s.sales_reps (rep_id, name, team)
-        SELECT r, 'Rep ' || r, (ARRAY['North', 'South', 'East', 'West'])[1 + (r - 1) %% 4]
-        FROM generate_series(1, $1) r$q$, s) USING reps;
+        SELECT r, 'Rep ' || r, (ARRAY['North', 'South', 'East', 'West'])[1 + floor(4 * crm_kpi.sample_uniform($2, r, 61))::int]
+        FROM generate_series(1, $1) r$q$, s) USING reps, seed;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN QUERY SELECT 'sales_reps'::name, n, round(extract(epoch FROM clock_timestamp() - started)::numeric, 1);
     RAISE NOTICE 'generate_sample_data: % rows in %.sales_reps in % s', n, s, round(extract(epoch FROM clock_timestamp() - started)::numeric, 1);
