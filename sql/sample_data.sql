@@ -192,6 +192,28 @@ SELECT count(*) AS tables FROM crm_kpi.generate_sample_data('sample_d', 20, 1, '
 SELECT count(*) FILTER (WHERE created_at < '2024-02-01 00:00+00' OR created_at >= '2024-02-11 00:00+00') AS out_of_period
 FROM sample_d.customers;
 
+-- The foreign keys and indexes dropped for the load are all back, the same as in a fresh
+-- reference schema, and valid.
+SELECT crm_kpi.create_reference_schema('sample_ref');
+CREATE FUNCTION pg_temp.schema_shape(schema_name text) RETURNS SETOF text LANGUAGE sql AS $$
+    SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+           || CASE WHEN convalidated THEN '' ELSE ' NOT VALID' END
+    FROM pg_constraint WHERE connamespace = schema_name::regnamespace
+    UNION ALL
+    SELECT 'index ' || pg_get_indexdef(indexrelid) FROM pg_index
+    WHERE indrelid IN (SELECT oid FROM pg_class WHERE relnamespace = schema_name::regnamespace)
+$$;
+SELECT count(*) AS objects,
+       count(*) FILTER (WHERE s LIKE 'constraint % FOREIGN KEY%') AS foreign_keys,
+       count(*) FILTER (WHERE s LIKE 'index %') AS indexes
+FROM (SELECT replace(pg_temp.schema_shape('sample_a'), 'sample_a.', 'sample_ref.') s) x;
+SELECT count(*) AS differences FROM (
+    (SELECT replace(pg_temp.schema_shape('sample_a'), 'sample_a.', 'sample_ref.')
+     EXCEPT ALL SELECT pg_temp.schema_shape('sample_ref'))
+    UNION ALL
+    (SELECT pg_temp.schema_shape('sample_ref')
+     EXCEPT ALL SELECT replace(pg_temp.schema_shape('sample_a'), 'sample_a.', 'sample_ref.'))) d;
+
 -- Errors: tables that hold rows, a schema with other tables, bad arguments.
 SELECT pg_temp.sqlstate_of($$SELECT crm_kpi.generate_sample_data('sample_a', 10)$$);
 CREATE SCHEMA sample_other;
@@ -209,6 +231,6 @@ SELECT min(u) > 0 AND max(u) < 1 AS uniform_in_range, round(avg(u)::numeric, 1) 
 FROM (SELECT n, crm_kpi.sample_uniform(3, n, 5) AS u, crm_kpi.sample_normal(3, n, 6) AS z
       FROM generate_series(1, 100000) n) x;
 
-DROP SCHEMA sample_a, sample_b, sample_c, sample_d, sample_small, sample_other CASCADE;
+DROP SCHEMA sample_a, sample_b, sample_c, sample_d, sample_small, sample_other, sample_ref CASCADE;
 RESET client_min_messages;
 DROP EXTENSION crm_kpi;
