@@ -8,11 +8,11 @@
 #include "counters.h"
 
 const CounterKind counter_nps = {SUMMARY_NPS, "nps", "crm_kpi.nps_summary", 3,
-{"promoters", "passives", "detractors"}};
+{"promoters", "passives", "detractors"}, nps_field_of};
 const CounterKind counter_csat = {SUMMARY_CSAT, "csat", "crm_kpi.csat_summary", 5,
-{"s1", "s2", "s3", "s4", "s5"}};
+{"s1", "s2", "s3", "s4", "s5"}, csat_field_of};
 const CounterKind counter_rate = {SUMMARY_RATE, "rate", "crm_kpi.rate_summary", 2,
-{"successes", "failures"}};
+{"successes", "failures"}, rate_field_of};
 
 /* The kind a summary's kind byte names, or NULL */
 static const CounterKind *
@@ -178,6 +178,22 @@ crm_kpi_counter_send(PG_FUNCTION_ARGS)
 	pq_begintypsend(&buf);
 	pq_sendbytes(&buf, VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
 	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+PG_FUNCTION_INFO_V1(crm_kpi_counter_inv);
+/* Remove one value leaving a moving window frame (the state knows its kind) */
+Datum
+crm_kpi_counter_inv(PG_FUNCTION_ARGS)
+{
+	CounterState *s;
+
+	summary_agg_context(fcinfo, "counter inverse transition");
+	if (PG_ARGISNULL(0))
+		elog(ERROR, "inverse transition without a state");
+	s = (CounterState *) PG_GETARG_POINTER(0);
+	if (!PG_ARGISNULL(1))
+		counter_count(s, s->kind->field_of(PG_GETARG_DATUM(1)), -1);
+	PG_RETURN_POINTER(s);
 }
 
 PG_FUNCTION_INFO_V1(crm_kpi_counter_combine);

@@ -10,7 +10,10 @@
 
 #define COUNTER_MAX_FIELDS 5
 
-/* What a counter summary holds: its kind, text tag, SQL type name and field names. */
+/*
+ * What a counter summary holds: its kind, text tag, SQL type name, field
+ * names, and which field an input value counts in (checking its range).
+ */
 typedef struct CounterKind
 {
 	SummaryKind kind;
@@ -18,6 +21,7 @@ typedef struct CounterKind
 	const char *type_name;
 	int			nfields;
 	const char *fields[COUNTER_MAX_FIELDS];
+	int			(*field_of) (Datum value);
 } CounterKind;
 
 /* The aggregate state, and the decoded form of a summary. */
@@ -27,6 +31,24 @@ typedef struct CounterState
 	int64		total;
 	int64		c[COUNTER_MAX_FIELDS];
 } CounterState;
+
+/*
+ * The start of a counter transition function: a NULL input leaves the state
+ * as it is (SQL NULL while there is none yet).
+ */
+#define COUNTER_SKIP_NULL_INPUT() \
+	do { \
+		if (PG_ARGISNULL(1)) \
+		{ \
+			if (PG_ARGISNULL(0)) \
+				PG_RETURN_NULL(); \
+			PG_RETURN_POINTER(PG_GETARG_POINTER(0)); \
+		} \
+	} while (0)
+
+extern int	nps_field_of(Datum score);
+extern int	csat_field_of(Datum score);
+extern int	rate_field_of(Datum outcome);
 
 extern const CounterKind counter_nps;
 extern const CounterKind counter_csat;

@@ -8,9 +8,11 @@
 #include "counters.h"
 
 /* The counter a CSAT score goes to (score - 1), after checking its range */
-static inline int
-csat_bucket(int32 score)
+int
+csat_field_of(Datum value)
 {
+	int32		score = DatumGetInt32(value);
+
 	if (score < 1 || score > 5)
 		summary_score_range_error(score, 1, 5, "CSAT score");
 	return score - 1;
@@ -52,12 +54,7 @@ crm_kpi_csat_trans(PG_FUNCTION_ARGS)
 	CounterState *s;
 	int32		score;
 
-	if (unlikely(PG_ARGISNULL(1)))
-	{
-		if (PG_ARGISNULL(0))
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(PG_GETARG_POINTER(0));
-	}
+	COUNTER_SKIP_NULL_INPUT();
 	score = PG_GETARG_INT32(1);
 	if (unlikely((uint32) (score - 1) > 4))
 		summary_score_range_error(score, 1, 5, "CSAT score");
@@ -65,18 +62,6 @@ crm_kpi_csat_trans(PG_FUNCTION_ARGS)
 		: counter_state_arg(fcinfo, &counter_csat);
 	s->c[score - 1]++;
 	s->total++;
-	PG_RETURN_POINTER(s);
-}
-
-PG_FUNCTION_INFO_V1(crm_kpi_csat_inv);
-/* Remove one CSAT score leaving a moving window */
-Datum
-crm_kpi_csat_inv(PG_FUNCTION_ARGS)
-{
-	CounterState *s = counter_state_arg(fcinfo, &counter_csat);
-
-	if (!PG_ARGISNULL(1))
-		counter_count(s, csat_bucket(PG_GETARG_INT32(1)), -1);
 	PG_RETURN_POINTER(s);
 }
 
@@ -151,7 +136,7 @@ Datum
 crm_kpi_csat_summary_score_count(PG_FUNCTION_ARGS)
 {
 	CounterState s;
-	int			i = csat_bucket(PG_GETARG_INT32(1));
+	int			i = csat_field_of(PG_GETARG_DATUM(1));
 
 	counter_decode_arg(fcinfo, 0, &counter_csat, &s);
 	PG_RETURN_INT64(s.c[i]);

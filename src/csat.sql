@@ -53,7 +53,7 @@ CREATE FUNCTION crm_kpi.csat_trans(internal, integer) RETURNS internal
 COMMENT ON FUNCTION crm_kpi.csat_trans(internal, integer) IS 'Aggregate support: counts one CSAT score 1-5 (NULL ignored)';
 
 CREATE FUNCTION crm_kpi.csat_inv(internal, integer) RETURNS internal
-    AS 'MODULE_PATHNAME', 'crm_kpi_csat_inv'
+    AS 'MODULE_PATHNAME', 'crm_kpi_counter_inv'
     LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION crm_kpi.csat_inv(internal, integer) IS 'Aggregate support: removes one CSAT score 1-5 leaving a moving window frame';
 

@@ -12,9 +12,11 @@ enum
 };
 
 /* The counter an NPS score goes to, after checking its range */
-static inline int
-nps_bucket(int32 score)
+int
+nps_field_of(Datum value)
 {
+	int32		score = DatumGetInt32(value);
+
 	if (score < 0 || score > 10)
 		summary_score_range_error(score, 0, 10, "NPS score");
 	return score >= 9 ? NPS_PROMOTERS : score >= 7 ? NPS_PASSIVES : NPS_DETRACTORS;
@@ -47,12 +49,7 @@ crm_kpi_nps_trans(PG_FUNCTION_ARGS)
 	CounterState *s;
 	int32		score;
 
-	if (unlikely(PG_ARGISNULL(1)))
-	{
-		if (PG_ARGISNULL(0))
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(PG_GETARG_POINTER(0));
-	}
+	COUNTER_SKIP_NULL_INPUT();
 	score = PG_GETARG_INT32(1);
 	if (unlikely((uint32) score > 10))
 		summary_score_range_error(score, 0, 10, "NPS score");
@@ -60,18 +57,6 @@ crm_kpi_nps_trans(PG_FUNCTION_ARGS)
 		: counter_state_arg(fcinfo, &counter_nps);
 	s->c[nps_bucket_of[score]]++;
 	s->total++;
-	PG_RETURN_POINTER(s);
-}
-
-PG_FUNCTION_INFO_V1(crm_kpi_nps_inv);
-/* Remove one NPS score leaving a moving window */
-Datum
-crm_kpi_nps_inv(PG_FUNCTION_ARGS)
-{
-	CounterState *s = counter_state_arg(fcinfo, &counter_nps);
-
-	if (!PG_ARGISNULL(1))
-		counter_count(s, nps_bucket(PG_GETARG_INT32(1)), -1);
 	PG_RETURN_POINTER(s);
 }
 

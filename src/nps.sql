@@ -53,7 +53,7 @@ CREATE FUNCTION crm_kpi.nps_trans(internal, integer) RETURNS internal
 COMMENT ON FUNCTION crm_kpi.nps_trans(internal, integer) IS 'Aggregate support: counts one NPS score 0-10 (NULL ignored)';
 
 CREATE FUNCTION crm_kpi.nps_inv(internal, integer) RETURNS internal
-    AS 'MODULE_PATHNAME', 'crm_kpi_nps_inv'
+    AS 'MODULE_PATHNAME', 'crm_kpi_counter_inv'
     LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION crm_kpi.nps_inv(internal, integer) IS 'Aggregate support: removes one NPS score 0-10 leaving a moving window frame';
 

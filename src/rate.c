@@ -11,6 +11,13 @@ enum
 	RATE_SUCCESSES, RATE_FAILURES
 };
 
+/* The counter an outcome goes to */
+int
+rate_field_of(Datum value)
+{
+	return DatumGetBool(value) ? RATE_SUCCESSES : RATE_FAILURES;
+}
+
 /* The rate of a state: 100 * successes / trials, or NULL */
 static Datum
 rate_value(const CounterState *s, FunctionCallInfo fcinfo)
@@ -27,28 +34,11 @@ crm_kpi_rate_trans(PG_FUNCTION_ARGS)
 {
 	CounterState *s;
 
-	if (unlikely(PG_ARGISNULL(1)))
-	{
-		if (PG_ARGISNULL(0))
-			PG_RETURN_NULL();
-		PG_RETURN_POINTER(PG_GETARG_POINTER(0));
-	}
+	COUNTER_SKIP_NULL_INPUT();
 	s = likely(!PG_ARGISNULL(0)) ? (CounterState *) PG_GETARG_POINTER(0)
 		: counter_state_arg(fcinfo, &counter_rate);
-	s->c[PG_GETARG_BOOL(1) ? RATE_SUCCESSES : RATE_FAILURES]++;
+	s->c[rate_field_of(PG_GETARG_DATUM(1))]++;
 	s->total++;
-	PG_RETURN_POINTER(s);
-}
-
-PG_FUNCTION_INFO_V1(crm_kpi_rate_inv);
-/* Remove one outcome leaving a moving window */
-Datum
-crm_kpi_rate_inv(PG_FUNCTION_ARGS)
-{
-	CounterState *s = counter_state_arg(fcinfo, &counter_rate);
-
-	if (!PG_ARGISNULL(1))
-		counter_count(s, PG_GETARG_BOOL(1) ? RATE_SUCCESSES : RATE_FAILURES, -1);
 	PG_RETURN_POINTER(s);
 }
 

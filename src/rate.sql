@@ -53,7 +53,7 @@ CREATE FUNCTION crm_kpi.rate_trans(internal, boolean) RETURNS internal
 COMMENT ON FUNCTION crm_kpi.rate_trans(internal, boolean) IS 'Aggregate support: counts one outcome (NULL ignored)';
 
 CREATE FUNCTION crm_kpi.rate_inv(internal, boolean) RETURNS internal
-    AS 'MODULE_PATHNAME', 'crm_kpi_rate_inv'
+    AS 'MODULE_PATHNAME', 'crm_kpi_counter_inv'
     LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION crm_kpi.rate_inv(internal, boolean) IS 'Aggregate support: removes one outcome leaving a moving window frame';
 
