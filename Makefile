@@ -11,7 +11,7 @@ OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
 # The install script is assembled from the SQL files that sit beside the C
 # they declare, in this dependency order.
-SQL_PARTS = $(wildcard src/schema.sql src/info.sql src/counters.sql src/nps.sql src/csat.sql src/rate.sql \
+SQL_PARTS = $(wildcard src/schema.sql src/info.sql src/periods.sql src/counters.sql src/nps.sql src/csat.sql src/rate.sql \
 	src/purchase.sql src/sketch.sql src/lifecycle.sql \
 	src/sources.sql src/bind.sql src/reference_schema.sql src/sample_data.sql src/odoo.sql)
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql

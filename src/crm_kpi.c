@@ -3,6 +3,7 @@
 
 #include "fmgr.h"
 
+#include "config.h"
 #include "info.h"
 #include "lifecycle.h"
 
@@ -14,6 +15,7 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	ConfigInit();
 	LifecycleInit();
 	/* InfoInit reserves the GUC prefix, so it comes after every module that defines GUCs. */
 	InfoInit();
