@@ -52,22 +52,8 @@ fi
 ensure_packages "${DEPS_BUILD[@]}" "${DEPS_BENCH[@]}"
 
 STAGE=$(make_private_dir crm_kpi-bench)
-KEEP_STAGE=1 # logs kept unless the run completes; the data never
-cleanup() {
-	cluster_stop "$STAGE"
-	if [ "$KEEP_STAGE" -eq 1 ]; then
-		[ -f "$STAGE/data/postmaster.pid" ] || rm -rf "$STAGE/data"
-		say "benchmark logs kept in $STAGE"
-	else
-		rm -rf "$STAGE"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-hold_install_lock
-stage_tree
-build_and_install
+KEEP_DATA=0 # on a failed run the logs are kept, the data never
+begin_staged_run "benchmark logs"
 
 # Shared buffers large enough to hold every table (2GB), but never more than
 # a quarter of the machine's memory.

@@ -123,3 +123,27 @@ cluster_stop() {
 	as_pg pg_ctl -D "$dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 \
 		|| as_pg pg_ctl -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
 }
+
+# Stop $STAGE's cluster at exit; remove $STAGE unless KEEP_STAGE=1, in which
+# case keep it (without its data directory when KEEP_DATA=0) and say so.
+staged_cleanup() {
+	cluster_stop "$STAGE"
+	if [ "$KEEP_STAGE" -eq 1 ]; then
+		[ "${KEEP_DATA:-1}" -eq 1 ] || [ -f "$STAGE/data/postmaster.pid" ] || rm -rf "$STAGE/data"
+		say "$STAGE_WHAT kept in $STAGE"
+	else
+		rm -rf "$STAGE"
+	fi
+}
+
+# Begin a run in $STAGE: clean up on every exit path (the stage is kept until
+# the caller sets KEEP_STAGE=0), take the install lock, stage, build, install.
+begin_staged_run() {
+	STAGE_WHAT=$1
+	KEEP_STAGE=1
+	trap staged_cleanup EXIT
+	trap 'exit 130' INT TERM
+	hold_install_lock
+	stage_tree
+	build_and_install
+}

@@ -15,21 +15,7 @@ SUITES=("$@")
 ensure_packages "${DEPS_BUILD[@]}" "${DEPS_TEST[@]}"
 
 STAGE=$(make_private_dir crm_kpi-test)
-KEEP_STAGE=1 # kept unless every suite passes
-cleanup() {
-	cluster_stop "$STAGE"
-	if [ "$KEEP_STAGE" -eq 1 ]; then
-		say "test files and logs kept in $STAGE"
-	else
-		rm -rf "$STAGE"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-hold_install_lock
-stage_tree
-build_and_install
+begin_staged_run "test files and logs" # kept unless every suite passes
 
 PORT=$(free_port 55432)
 cluster_start "$STAGE" "$PORT" '' <<'EOF'
