@@ -155,6 +155,9 @@ BEGIN
     VALUES (kind, source, mapping)
     ON CONFLICT ON CONSTRAINT source_bindings_pkey
     DO UPDATE SET mapping = EXCLUDED.mapping, bound_by = current_user, bound_at = now();
+    -- Capture its changes from now on; the KPI tables are rebuilt at the next refresh.
+    PERFORM crm_kpi.capture_attach(kind, source);
+    INSERT INTO crm_kpi.change_queue (target) VALUES ('*');
 END $$;
 COMMENT ON FUNCTION crm_kpi.bind_source(text, regclass, jsonb) IS
     'Binds a CRM table (plain, partitioned or a view; owner only) as a source of a kind, mapping each contract column to a column or {"expr": "SQL"}; validates everything and reports every problem at once';
@@ -171,9 +174,11 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION '% is not bound as the % source', source, kind USING ERRCODE = 'undefined_object';
     END IF;
+    PERFORM crm_kpi.capture_detach(kind, source);
+    INSERT INTO crm_kpi.change_queue (target) VALUES ('*');
 END $$;
 COMMENT ON FUNCTION crm_kpi.unbind_source(text, regclass) IS
-    'Removes a binding; the table stays as it was';
+    'Removes a binding and its capture triggers; the table stays as it was, and the KPI tables are rebuilt at the next refresh';
 
 CREATE FUNCTION crm_kpi.source_query(kind text, source regclass DEFAULT NULL) RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -205,6 +210,9 @@ BEGIN
     DELETE FROM crm_kpi.source_bindings b
     WHERE b.source::oid IN (SELECT d.objid FROM pg_event_trigger_dropped_objects() d
                             WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0);
+    IF FOUND THEN
+        INSERT INTO crm_kpi.change_queue (target) VALUES ('*');
+    END IF;
 END $$;
 COMMENT ON FUNCTION crm_kpi.forget_dropped_tables() IS
     'Event trigger: forgets the bindings and lifecycle tracking of tables that are dropped (lifecycle history stays)';

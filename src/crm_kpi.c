@@ -4,6 +4,7 @@
 #include "fmgr.h"
 
 #include "config.h"
+#include "engine.h"
 #include "info.h"
 #include "lifecycle.h"
 
@@ -17,6 +18,7 @@ _PG_init(void)
 {
 	ConfigInit();
 	LifecycleInit();
+	EngineInit();
 	/* InfoInit reserves the GUC prefix, so it comes after every module that defines GUCs. */
 	InfoInit();
 }

@@ -50,7 +50,7 @@ static Interval lifecycle_churn_after;
 static Interval lifecycle_loyal_min_tenure;
 
 /* Parse an interval GUC without raising errors; it must be positive and not mix signs */
-static bool
+bool
 lifecycle_check_interval(char **newval, void **extra, GucSource source)
 {
 	char		workbuf[256];

@@ -1,0 +1,275 @@
+-- kpi_fresh.sql: each KPI table computed from scratch over the bound sources, for given keys or for everything.
+-- The refresh engine, rebuild and verify all read these, with the settings of crm_kpi.engine_state.
+
+-- The query reading every source bound to a kind; an empty relation of the contract's columns when none is.
+CREATE FUNCTION crm_kpi.source_sql(kind text) RETURNS text
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN coalesce(crm_kpi.source_query(kind),
+                    (SELECT 'SELECT ' || string_agg(format('CAST(NULL AS %s) AS %I', c.data_type, c.column_name),
+                                                    ', ' ORDER BY c.position) || ' WHERE false'
+                     FROM crm_kpi.source_contract c WHERE c.kind = source_sql.kind));
+COMMENT ON FUNCTION crm_kpi.source_sql(text) IS
+    'The rows of every source bound to a kind, as the contract''s columns (no rows when none is bound)';
+
+-- A join keeping the rows whose time column falls in one of the days or months of $1.
+CREATE FUNCTION crm_kpi.period_join(time_column text, grain text, tz text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN format(' JOIN unnest($1::date[]) AS key (first_day) ON %1$s >= (key.first_day::timestamp AT TIME ZONE %2$L)'
+                  ' AND %1$s < ((key.first_day + interval %3$L)::timestamp AT TIME ZONE %2$L)',
+                  time_column, tz, '1 ' || grain);
+COMMENT ON FUNCTION crm_kpi.period_join(text, text, text) IS
+    'SQL joining $1 (an array of first days) so that only rows whose time column lies in those days or months remain (index-friendly range tests)';
+
+-- The settings KPIs are computed with: those the tables were built with, or the current ones before the first build.
+CREATE FUNCTION crm_kpi.engine_settings() RETURNS crm_kpi.engine_state
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN (SELECT CASE WHEN e.built_at IS NOT NULL THEN e
+                        WHEN crm_kpi.library_version() IS NULL THEN NULL  -- loads the library and its settings
+                        ELSE ROW(true, NULL, now(), current_setting('crm_kpi.timezone'),
+                                 current_setting('crm_kpi.active_window')::interval,
+                                 current_setting('crm_kpi.churn_after')::interval,
+                                 current_setting('crm_kpi.loyal_min_tenure')::interval,
+                                 current_setting('crm_kpi.loyal_min_orders')::integer,
+                                 current_setting('crm_kpi.resolution_sla')::interval)::crm_kpi.engine_state END
+            FROM crm_kpi.engine_state e);
+COMMENT ON FUNCTION crm_kpi.engine_settings() IS
+    'The settings and instant the KPI tables are computed with: engine_state once built, else the current settings at now()';
+
+CREATE FUNCTION crm_kpi.fresh_sales_daily(days date[] DEFAULT NULL) RETURNS SETOF crm_kpi.sales_daily
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+    sel text;
+BEGIN
+    IF days IS NULL THEN
+        sel := 'SELECT o.*, lag(o.ordered_at) OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS prev_at '
+               'FROM o WHERE o.status = ''completed''';
+    ELSE
+        sel := 'SELECT o.*, (SELECT max(p.ordered_at) FROM o p WHERE p.customer_id = o.customer_id AND p.status = ''completed'''
+               ' AND p.ordered_at <= o.ordered_at AND (p.ordered_at < o.ordered_at OR p.order_id < o.order_id)) AS prev_at '
+               'FROM o' || crm_kpi.period_join('o.ordered_at', 'day', st.timezone) || ' WHERE o.status = ''completed''';
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'WITH o AS NOT MATERIALIZED (%s), c AS NOT MATERIALIZED (%s) '
+        'SELECT (s.ordered_at AT TIME ZONE %L)::date, s.rep_id, cu.acquisition_channel, count(*), coalesce(sum(s.amount), 0), '
+        '       count(*) FILTER (WHERE cu.customer_id IS NOT NULL AND s.prev_at IS NULL), '
+        '       count(*) FILTER (WHERE cu.customer_id IS NOT NULL AND s.prev_at + %L::interval <= s.ordered_at) '
+        'FROM (%s) s LEFT JOIN c cu ON cu.customer_id = s.customer_id GROUP BY 1, 2, 3',
+        crm_kpi.source_sql('orders'), crm_kpi.source_sql('customers'), st.timezone, st.churn_after, sel) USING days;
+END $$;
+COMMENT ON FUNCTION crm_kpi.fresh_sales_daily(date[]) IS
+    'crm_kpi.sales_daily computed from the sources, for the given days (all when NULL)';
+
+CREATE FUNCTION crm_kpi.fresh_pipeline_daily(days date[] DEFAULT NULL) RETURNS SETOF crm_kpi.pipeline_daily
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+    by_created text := CASE WHEN days IS NOT NULL THEN crm_kpi.period_join('p.created_at', 'day', st.timezone) ELSE '' END;
+    by_closed text := CASE WHEN days IS NOT NULL THEN crm_kpi.period_join('p.closed_at', 'day', st.timezone) ELSE '' END;
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'WITH p AS NOT MATERIALIZED (%1$s) '
+        'SELECT e.day, e.rep_id, sum(e.created)::bigint, sum(e.won)::bigint, sum(e.lost)::bigint, '
+        '       coalesce(sum(e.won_amount), 0), crm_kpi.sketch_agg(e.cycle) '
+        'FROM (SELECT (p.created_at AT TIME ZONE %2$L)::date AS day, p.rep_id, 1 AS created, 0 AS won, 0 AS lost, '
+        '             NULL::numeric AS won_amount, NULL::interval AS cycle FROM p%3$s WHERE p.created_at IS NOT NULL '
+        '      UNION ALL '
+        '      SELECT (p.closed_at AT TIME ZONE %2$L)::date, p.rep_id, 0, (p.status = ''won'')::int, (p.status = ''lost'')::int, '
+        '             CASE WHEN p.status = ''won'' THEN p.amount END, CASE WHEN p.status = ''won'' THEN p.closed_at - p.created_at END '
+        '      FROM p%4$s WHERE p.closed_at IS NOT NULL AND p.status IN (''won'', ''lost'')) e '
+        'GROUP BY 1, 2',
+        crm_kpi.source_sql('opportunities'), st.timezone, by_created, by_closed) USING days;
+END $$;
+COMMENT ON FUNCTION crm_kpi.fresh_pipeline_daily(date[]) IS
+    'crm_kpi.pipeline_daily computed from the sources, for the given days (all when NULL)';
+
+CREATE FUNCTION crm_kpi.fresh_service_daily(days date[] DEFAULT NULL) RETURNS SETOF crm_kpi.service_daily
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'WITH t AS NOT MATERIALIZED (%s) '
+        'SELECT (t.opened_at AT TIME ZONE %L)::date, count(*), count(*) FILTER (WHERE t.first_response_at IS NULL), '
+        '       count(t.resolved_at), count(*) FILTER (WHERE t.resolved_at - t.opened_at <= %L::interval), '
+        '       crm_kpi.sketch_agg(t.first_response_at - t.opened_at), crm_kpi.sketch_agg(t.resolved_at - t.opened_at), '
+        '       coalesce(sum(t.replies) FILTER (WHERE t.resolved_at IS NOT NULL), 0), count(*) FILTER (WHERE t.is_complaint) '
+        'FROM t%s WHERE t.opened_at IS NOT NULL GROUP BY 1',
+        crm_kpi.source_sql('tickets'), st.timezone, st.resolution_sla,
+        CASE WHEN days IS NOT NULL THEN crm_kpi.period_join('t.opened_at', 'day', st.timezone) ELSE '' END) USING days;
+END $$;
+COMMENT ON FUNCTION crm_kpi.fresh_service_daily(date[]) IS
+    'crm_kpi.service_daily computed from the sources, for the given days (all when NULL)';
+
+CREATE FUNCTION crm_kpi.fresh_satisfaction_daily(days date[] DEFAULT NULL) RETURNS SETOF crm_kpi.satisfaction_daily
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'WITH r AS NOT MATERIALIZED (%s) '
+        'SELECT (r.answered_at AT TIME ZONE %L)::date, crm_kpi.nps_agg(r.score) FILTER (WHERE r.kind = ''nps''), '
+        '       crm_kpi.csat_agg(r.score) FILTER (WHERE r.kind = ''csat'') '
+        'FROM r%s WHERE r.answered_at IS NOT NULL GROUP BY 1',
+        crm_kpi.source_sql('survey_responses'), st.timezone,
+        CASE WHEN days IS NOT NULL THEN crm_kpi.period_join('r.answered_at', 'day', st.timezone) ELSE '' END) USING days;
+END $$;
+COMMENT ON FUNCTION crm_kpi.fresh_satisfaction_daily(date[]) IS
+    'crm_kpi.satisfaction_daily computed from the sources, for the given days (all when NULL)';
+
+CREATE FUNCTION crm_kpi.fresh_customer_stats(ids bigint[] DEFAULT NULL) RETURNS SETOF crm_kpi.customer_stats
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+    only_ids text := CASE WHEN ids IS NOT NULL THEN ' AND %s = ANY($1)' ELSE '' END;
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'WITH c AS NOT MATERIALIZED (%1$s), o AS NOT MATERIALIZED (%2$s), i AS NOT MATERIALIZED (%3$s), '
+        'cu AS (SELECT * FROM c WHERE true%4$s), '
+        'ord AS (SELECT o.customer_id, o.amount, o.ordered_at, '
+        '               lag(o.ordered_at) OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS prev_at '
+        '        FROM o WHERE o.status = ''completed''%5$s), '
+        'agg AS (SELECT ord.customer_id, '
+        '               crm_kpi.purchase_agg(ord.amount, ord.ordered_at) FILTER (WHERE ord.ordered_at <= %7$L) AS purchases, '
+        '               count(*) FILTER (WHERE ord.ordered_at <= %7$L) AS orders, '
+        '               coalesce(sum(ord.amount) FILTER (WHERE ord.ordered_at <= %7$L), 0) AS revenue, '
+        '               min(ord.ordered_at) FILTER (WHERE ord.ordered_at <= %7$L) AS first_at, '
+        '               max(ord.ordered_at) FILTER (WHERE ord.ordered_at <= %7$L) AS last_at, '
+        '               min(ord.ordered_at) FILTER (WHERE ord.ordered_at > %7$L) AS next_at, '
+        '               (min(ord.ordered_at) AT TIME ZONE %8$L)::date AS new_day, '
+        '               array_agg(DISTINCT (ord.ordered_at AT TIME ZONE %8$L)::date) '
+        '                   FILTER (WHERE ord.prev_at + %9$L::interval <= ord.ordered_at) AS reactivation_days '
+        '        FROM ord GROUP BY ord.customer_id), '
+        'ia AS (SELECT i.customer_id, count(*) FILTER (WHERE i.occurred_at <= %7$L) AS n, '
+        '              min(i.occurred_at) FILTER (WHERE i.occurred_at > %7$L) AS next_at '
+        '       FROM i WHERE true%6$s GROUP BY i.customer_id) '
+        'SELECT cu.customer_id, cu.created_at, cu.acquisition_channel, coalesce(ia.n, 0), a.purchases, '
+        '       coalesce(a.orders, 0), coalesce(a.revenue, 0), a.first_at, a.last_at, crm_kpi.mean_gap(a.purchases), '
+        '       crm_kpi.lifecycle_classify(%7$L, ia.n, a.orders, a.first_at, a.last_at), '
+        '       least(a.next_at, CASE WHEN coalesce(ia.n, 0) = 0 THEN ia.next_at END, '
+        '             CASE WHEN a.last_at + %10$L::interval >= %7$L THEN a.last_at + %10$L::interval END, '
+        '             CASE WHEN a.last_at + %9$L::interval >= %7$L THEN a.last_at + %9$L::interval END, '
+        '             CASE WHEN a.orders >= %12$s AND a.first_at + %11$L::interval >= %7$L '
+        '                  THEN a.first_at + %11$L::interval END), '
+        '       a.new_day, coalesce(a.reactivation_days, ''{}'') '
+        'FROM cu LEFT JOIN agg a ON a.customer_id = cu.customer_id LEFT JOIN ia ON ia.customer_id = cu.customer_id',
+        crm_kpi.source_sql('customers'), crm_kpi.source_sql('orders'), crm_kpi.source_sql('interactions'),
+        format(only_ids, 'c.customer_id'), format(only_ids, 'o.customer_id'), format(only_ids, 'i.customer_id'),
+        st.as_of, st.timezone, st.churn_after, st.active_window, st.loyal_min_tenure, st.loyal_min_orders) USING ids;
+END $$;
+COMMENT ON FUNCTION crm_kpi.fresh_customer_stats(bigint[]) IS
+    'crm_kpi.customer_stats computed from the sources as of engine_state.as_of, for the given customers (all when NULL)';
+
+CREATE FUNCTION crm_kpi.fresh_customer_spells(ids bigint[] DEFAULT NULL) RETURNS SETOF crm_kpi.customer_spells
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'WITH c AS NOT MATERIALIZED (%1$s), o AS NOT MATERIALIZED (%2$s), '
+        'ord AS (SELECT o.customer_id, o.ordered_at, o.order_id, '
+        '               lag(o.ordered_at) OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS prev_at '
+        '        FROM o WHERE o.status = ''completed'' AND o.ordered_at <= %3$L%5$s '
+        '          AND o.customer_id IN (SELECT c.customer_id FROM c WHERE true%6$s)), '
+        'numbered AS (SELECT ord.*, count(*) FILTER (WHERE ord.prev_at IS NULL OR ord.prev_at + %4$L::interval <= ord.ordered_at) '
+        '                 OVER (PARTITION BY ord.customer_id ORDER BY ord.ordered_at, ord.order_id) AS spell FROM ord) '
+        'SELECT n.customer_id, n.spell::integer, min(n.ordered_at), max(n.ordered_at) + %4$L::interval '
+        'FROM numbered n GROUP BY n.customer_id, n.spell',
+        crm_kpi.source_sql('customers'), crm_kpi.source_sql('orders'), st.as_of, st.churn_after,
+        CASE WHEN ids IS NOT NULL THEN ' AND o.customer_id = ANY($1)' ELSE '' END,
+        CASE WHEN ids IS NOT NULL THEN ' AND c.customer_id = ANY($1)' ELSE '' END) USING ids;
+END $$;
+COMMENT ON FUNCTION crm_kpi.fresh_customer_spells(bigint[]) IS
+    'crm_kpi.customer_spells computed from the sources as of engine_state.as_of, for the given customers (all when NULL)';
+
+CREATE FUNCTION crm_kpi.fresh_cohort_monthly(months date[] DEFAULT NULL) RETURNS SETOF crm_kpi.cohort_monthly
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'WITH o AS NOT MATERIALIZED (%s) '
+        'SELECT x.month, x.cohort_month, '
+        '       ((extract(year FROM x.month) - extract(year FROM x.cohort_month)) * 12 '
+        '        + extract(month FROM x.month) - extract(month FROM x.cohort_month))::integer, x.customers, x.revenue '
+        'FROM (SELECT date_trunc(''month'', o.ordered_at AT TIME ZONE %2$L)::date AS month, '
+        '             date_trunc(''month'', cs.first_order_at AT TIME ZONE %2$L)::date AS cohort_month, '
+        '             count(DISTINCT o.customer_id) AS customers, coalesce(sum(o.amount), 0) AS revenue '
+        '      FROM o%3$s JOIN crm_kpi.customer_stats cs ON cs.customer_id = o.customer_id AND cs.first_order_at IS NOT NULL '
+        '      WHERE o.status = ''completed'' GROUP BY 1, 2) x',
+        crm_kpi.source_sql('orders'), st.timezone,
+        CASE WHEN months IS NOT NULL THEN crm_kpi.period_join('o.ordered_at', 'month', st.timezone) ELSE '' END) USING months;
+END $$;
+COMMENT ON FUNCTION crm_kpi.fresh_cohort_monthly(date[]) IS
+    'crm_kpi.cohort_monthly computed from the orders and crm_kpi.customer_stats, for the given months (all when NULL)';
+
+CREATE FUNCTION crm_kpi.fresh_marketing_monthly(months date[] DEFAULT NULL) RETURNS SETOF crm_kpi.marketing_monthly
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'WITH m AS NOT MATERIALIZED (%s) '
+        'SELECT x.month, x.channel, coalesce(sum(x.spend), 0), sum(x.acquired)::bigint '
+        'FROM (SELECT date_trunc(''month'', m.day)::date AS month, m.channel, m.amount AS spend, 0 AS acquired '
+        '      FROM m WHERE m.day IS NOT NULL%s '
+        '      UNION ALL '
+        '      SELECT date_trunc(''month'', cs.first_order_at AT TIME ZONE %L)::date, cs.acquisition_channel, NULL, 1 '
+        '      FROM crm_kpi.customer_stats cs%s WHERE cs.first_order_at IS NOT NULL) x '
+        'GROUP BY 1, 2',
+        crm_kpi.source_sql('marketing_spend'),
+        CASE WHEN months IS NOT NULL THEN ' AND date_trunc(''month'', m.day)::date = ANY($1)' ELSE '' END,
+        st.timezone,
+        CASE WHEN months IS NOT NULL THEN crm_kpi.period_join('cs.first_order_at', 'month', st.timezone) ELSE '' END)
+        USING months;
+END $$;
+COMMENT ON FUNCTION crm_kpi.fresh_marketing_monthly(date[]) IS
+    'crm_kpi.marketing_monthly computed from the marketing spend and crm_kpi.customer_stats, for the given months (all when NULL)';
+
+CREATE FUNCTION crm_kpi.fresh_churn_monthly(months date[] DEFAULT NULL) RETURNS SETOF crm_kpi.churn_monthly
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'WITH bounds AS (SELECT date_trunc(''month'', min(p.started_at) AT TIME ZONE %1$L)::date AS first_month, '
+        '                       date_trunc(''month'', %2$L::timestamptz AT TIME ZONE %1$L)::date AS last_month '
+        '                FROM crm_kpi.customer_spells p), '
+        'm AS (SELECT k.month, (k.month::timestamp AT TIME ZONE %1$L) AS s, '
+        '             ((k.month + interval ''1 month'')::timestamp AT TIME ZONE %1$L) AS e '
+        '      FROM bounds, %3$s AS k (month) WHERE k.month BETWEEN bounds.first_month AND bounds.last_month) '
+        'SELECT m.month, '
+        '  (SELECT count(*) FROM crm_kpi.customer_spells p WHERE p.started_at < m.s AND p.ended_at >= m.s), '
+        '  (SELECT count(*) FROM crm_kpi.customer_spells p WHERE p.started_at < m.s AND p.ended_at >= m.s '
+        '                                                   AND p.ended_at < m.e AND p.ended_at <= %2$L), '
+        '  (SELECT count(*) FROM crm_kpi.customer_spells p WHERE p.spell = 1 AND p.started_at >= m.s AND p.started_at < m.e), '
+        '  (SELECT count(*) FROM crm_kpi.customer_spells p WHERE p.spell > 1 AND p.started_at >= m.s AND p.started_at < m.e) '
+        'FROM m',
+        st.timezone, st.as_of,
+        CASE WHEN months IS NOT NULL THEN '(SELECT DISTINCT u FROM unnest($1::date[]) u)'
+             ELSE 'LATERAL (SELECT g::date FROM generate_series(bounds.first_month, bounds.last_month, interval ''1 month'') g)'
+        END) USING months;
+END $$;
+COMMENT ON FUNCTION crm_kpi.fresh_churn_monthly(date[]) IS
+    'crm_kpi.churn_monthly computed from crm_kpi.customer_spells as of engine_state.as_of, for the given months (all when NULL)';

@@ -1,0 +1,447 @@
+-- refresh.sql: the refresh engine: stale keys in bounded batches, time passing, rebuild, run history.
+
+-- The KPI tables the engine keeps, in refresh order, with their keys and the queue targets that make them stale.
+CREATE TABLE crm_kpi.kpi_tables (
+    table_name name PRIMARY KEY,
+    position integer NOT NULL UNIQUE,
+    key_columns name[] NOT NULL,
+    key_grain text NOT NULL CHECK (key_grain IN ('day', 'month', 'customer')),
+    own_target text NOT NULL,
+    queue_targets text[] NOT NULL
+);
+COMMENT ON TABLE crm_kpi.kpi_tables IS
+    'The KPI tables kept by the refresh engine: their key columns (the first is the stale key), the queue target that refreshes them and every target whose pending keys may change them';
+INSERT INTO crm_kpi.kpi_tables VALUES
+    ('customer_stats', 1, '{customer_id}', 'customer', 'customer', '{customer}'),
+    ('customer_spells', 2, '{customer_id,spell}', 'customer', 'customer', '{customer}'),
+    ('sales_daily', 3, '{day,rep_id,channel}', 'day', 'sales', '{sales,customer}'),
+    ('pipeline_daily', 4, '{day,rep_id}', 'day', 'pipeline', '{pipeline}'),
+    ('service_daily', 5, '{day}', 'day', 'service', '{service}'),
+    ('satisfaction_daily', 6, '{day}', 'day', 'satisfaction', '{satisfaction}'),
+    ('cohort_monthly', 7, '{month,cohort_month}', 'month', 'cohort', '{cohort,customer}'),
+    ('marketing_monthly', 8, '{month,channel}', 'month', 'marketing', '{marketing,customer}'),
+    ('churn_monthly', 9, '{month}', 'month', 'churn', '{churn,customer}');
+
+CREATE TABLE crm_kpi.kpi_table_state (
+    table_name name PRIMARY KEY REFERENCES crm_kpi.kpi_tables,
+    watermark timestamptz,
+    last_refresh_at timestamptz,
+    last_duration interval,
+    rows_touched bigint,
+    last_error text,
+    last_error_at timestamptz
+);
+INSERT INTO crm_kpi.kpi_table_state (table_name) SELECT table_name FROM crm_kpi.kpi_tables;
+COMMENT ON TABLE crm_kpi.kpi_table_state IS
+    'Per KPI table: watermark (every change committed before it is reflected), last refresh that touched it, its duration, rows written, last error';
+
+CREATE TABLE crm_kpi.refresh_history (
+    run_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    mode text NOT NULL,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL,
+    batches integer NOT NULL,
+    stale_keys bigint NOT NULL,
+    rows_touched bigint NOT NULL,
+    tables jsonb NOT NULL,
+    pending_after bigint,
+    error text
+);
+COMMENT ON SEQUENCE crm_kpi.refresh_history_run_id_seq IS 'Numbers the runs of crm_kpi.refresh_history';
+COMMENT ON TABLE crm_kpi.refresh_history IS
+    'Refresh and rebuild runs, newest last, capped at crm_kpi.history_limit rows: keys taken from the queue, rows written per table, keys left pending, error';
+
+-- Run with the settings the KPI tables were built with (and TimeZone = their zone, for interval arithmetic).
+CREATE FUNCTION crm_kpi.engine_apply(st crm_kpi.engine_state) RETURNS void
+    LANGUAGE sql VOLATILE STRICT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT set_config('TimeZone', st.timezone, true), set_config('crm_kpi.timezone', st.timezone, true),
+           set_config('crm_kpi.active_window', st.active_window::text, true),
+           set_config('crm_kpi.churn_after', st.churn_after::text, true),
+           set_config('crm_kpi.loyal_min_tenure', st.loyal_min_tenure::text, true),
+           set_config('crm_kpi.loyal_min_orders', st.loyal_min_orders::text, true),
+           set_config('crm_kpi.resolution_sla', st.resolution_sla::text, true);
+END;
+COMMENT ON FUNCTION crm_kpi.engine_apply(crm_kpi.engine_state) IS
+    'Sets, for the rest of the transaction, the time zone and lifecycle settings to those the KPI tables are computed with';
+
+-- Why the KPI tables need crm_kpi.rebuild(), or NULL.
+CREATE FUNCTION crm_kpi.rebuild_reason() RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN (SELECT CASE
+        WHEN crm_kpi.library_version() IS NULL THEN NULL  -- loads the library, which defines the settings
+        WHEN e.built_at IS NULL THEN 'never built (first fill, or restored from a dump)'
+        WHEN EXISTS (SELECT FROM crm_kpi.change_queue q WHERE q.target = '*') THEN 'a bound source was truncated, bound or unbound'
+        ELSE nullif(concat_ws('; ',
+            CASE WHEN e.timezone <> current_setting('crm_kpi.timezone')
+                 THEN format('crm_kpi.timezone is %s, the tables use %s', current_setting('crm_kpi.timezone'), e.timezone) END,
+            CASE WHEN e.active_window <> current_setting('crm_kpi.active_window')::interval
+                 THEN format('crm_kpi.active_window is %s, the tables use %s', current_setting('crm_kpi.active_window'), e.active_window) END,
+            CASE WHEN e.churn_after <> current_setting('crm_kpi.churn_after')::interval
+                 THEN format('crm_kpi.churn_after is %s, the tables use %s', current_setting('crm_kpi.churn_after'), e.churn_after) END,
+            CASE WHEN e.loyal_min_tenure <> current_setting('crm_kpi.loyal_min_tenure')::interval
+                 THEN format('crm_kpi.loyal_min_tenure is %s, the tables use %s', current_setting('crm_kpi.loyal_min_tenure'), e.loyal_min_tenure) END,
+            CASE WHEN e.loyal_min_orders <> current_setting('crm_kpi.loyal_min_orders')::integer
+                 THEN format('crm_kpi.loyal_min_orders is %s, the tables use %s', current_setting('crm_kpi.loyal_min_orders'), e.loyal_min_orders) END,
+            CASE WHEN e.resolution_sla <> current_setting('crm_kpi.resolution_sla')::interval
+                 THEN format('crm_kpi.resolution_sla is %s, the tables use %s', current_setting('crm_kpi.resolution_sla'), e.resolution_sla) END), '')
+        END FROM crm_kpi.engine_state e);
+COMMENT ON FUNCTION crm_kpi.rebuild_reason() IS
+    'Why the KPI tables need crm_kpi.rebuild(): never built, a source truncated, bound or unbound, or a setting they depend on changed since; NULL when they do not';
+
+-- Put the fresh rows of a KPI table for some keys (all when NULL) into its scratch table pg_temp.fresh_<table>.
+CREATE FUNCTION crm_kpi.stage_fresh(table_name name, keys anyarray) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    scratch text := 'fresh_' || table_name;
+BEGIN
+    IF to_regclass('pg_temp.' || quote_ident(scratch)) IS NULL THEN
+        EXECUTE format('CREATE TEMP TABLE %I (LIKE crm_kpi.%I)', scratch, table_name);
+    ELSE
+        EXECUTE format('TRUNCATE pg_temp.%I', scratch);
+    END IF;
+    EXECUTE format('INSERT INTO pg_temp.%I SELECT * FROM crm_kpi.%I($1)', scratch, 'fresh_' || table_name) USING keys;
+END $$;
+COMMENT ON FUNCTION crm_kpi.stage_fresh(name, anyarray) IS
+    'Computes a KPI table afresh for some keys (all when NULL) into the session''s scratch table pg_temp.fresh_<table>';
+
+-- Make a KPI table equal to its staged fresh rows for those keys; returns the rows written (deleted + inserted).
+CREATE FUNCTION crm_kpi.apply_fresh(table_name name, keys anyarray) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key_column name := (SELECT t.key_columns[1] FROM crm_kpi.kpi_tables t WHERE t.table_name = apply_fresh.table_name);
+    deleted bigint;
+    inserted bigint;
+BEGIN
+    IF keys IS NULL THEN
+        EXECUTE format('DELETE FROM crm_kpi.%I', table_name);
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+        EXECUTE format('INSERT INTO crm_kpi.%I SELECT * FROM pg_temp.%I', table_name, 'fresh_' || table_name);
+        GET DIAGNOSTICS inserted = ROW_COUNT;
+    ELSE
+        -- Rows equal to their fresh version stay; the others are replaced.
+        EXECUTE format('DELETE FROM crm_kpi.%1$I t WHERE t.%3$I = ANY($1) '
+                       'AND NOT EXISTS (SELECT FROM pg_temp.%2$I f WHERE f.%3$I = t.%3$I AND f::text = t::text)',
+                       table_name, 'fresh_' || table_name, key_column) USING keys;
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+        EXECUTE format('INSERT INTO crm_kpi.%1$I SELECT f.* FROM pg_temp.%2$I f '
+                       'WHERE NOT EXISTS (SELECT FROM crm_kpi.%1$I t WHERE t.%3$I = f.%3$I AND t::text = f::text)',
+                       table_name, 'fresh_' || table_name, key_column);
+        GET DIAGNOSTICS inserted = ROW_COUNT;
+    END IF;
+    RETURN deleted + inserted;
+END $$;
+COMMENT ON FUNCTION crm_kpi.apply_fresh(name, anyarray) IS
+    'Makes a KPI table equal to its staged fresh rows for some keys (all when NULL), rewriting only the rows that differ; returns rows deleted + inserted';
+
+-- The keys a batch of recomputed customers makes stale elsewhere (sales days, cohort, marketing and churn months).
+CREATE FUNCTION crm_kpi.queue_customer_effects(ids bigint[]) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+    moved bigint[];
+BEGIN
+    -- Customers that appeared, disappeared, or changed channel or cohort: every day and month of their orders.
+    SELECT array_agg(coalesce(o.customer_id, f.customer_id)) INTO moved
+    FROM (SELECT * FROM crm_kpi.customer_stats WHERE customer_id = ANY(ids)) o
+    FULL JOIN pg_temp.fresh_customer_stats f ON f.customer_id = o.customer_id
+    WHERE o.customer_id IS NULL OR f.customer_id IS NULL
+       OR o.acquisition_channel IS DISTINCT FROM f.acquisition_channel
+       OR date_trunc('month', o.first_order_at AT TIME ZONE st.timezone)
+          IS DISTINCT FROM date_trunc('month', f.first_order_at AT TIME ZONE st.timezone);
+    IF moved IS NOT NULL THEN
+        EXECUTE format('INSERT INTO crm_kpi.change_queue (target, day) '
+                       'SELECT DISTINCT k.target, k.day FROM (%s) o CROSS JOIN LATERAL (VALUES '
+                       '(''sales'', (o.ordered_at AT TIME ZONE %L)::date), '
+                       '(''cohort'', date_trunc(''month'', o.ordered_at AT TIME ZONE %L)::date)) AS k (target, day) '
+                       'WHERE o.status = ''completed'' AND o.customer_id = ANY($1) AND o.ordered_at IS NOT NULL',
+                       crm_kpi.source_sql('orders'), st.timezone, st.timezone) USING moved;
+    END IF;
+    INSERT INTO crm_kpi.change_queue (target, day)
+    SELECT DISTINCT k.target, k.day
+    FROM (SELECT * FROM crm_kpi.customer_stats WHERE customer_id = ANY(ids)) o
+    FULL JOIN pg_temp.fresh_customer_stats f ON f.customer_id = o.customer_id
+    CROSS JOIN LATERAL (
+        -- new and reactivated customers are counted on these days
+        SELECT 'sales', d FROM unnest(o.new_day || o.reactivation_days || f.new_day || f.reactivation_days) d
+        WHERE o.new_day IS DISTINCT FROM f.new_day OR o.reactivation_days IS DISTINCT FROM f.reactivation_days
+        UNION ALL
+        -- new customers per channel are counted in the month of the first order
+        SELECT 'marketing', date_trunc('month', x AT TIME ZONE st.timezone)::date
+        FROM unnest(ARRAY[o.first_order_at, f.first_order_at]) x
+        WHERE o.customer_id IS NULL OR f.customer_id IS NULL
+           OR o.acquisition_channel IS DISTINCT FROM f.acquisition_channel
+           OR o.first_order_at IS DISTINCT FROM f.first_order_at) AS k (target, day)
+    WHERE k.day IS NOT NULL;
+END $$;
+COMMENT ON FUNCTION crm_kpi.queue_customer_effects(bigint[]) IS
+    'Queues the sales days and the cohort and marketing months that the staged fresh customer_stats rows of some customers change';
+
+-- The churn months a batch of recomputed spells makes stale.
+CREATE FUNCTION crm_kpi.queue_spell_effects(ids bigint[]) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+BEGIN
+    WITH old AS (SELECT * FROM crm_kpi.customer_spells WHERE customer_id = ANY(ids)),
+    fresh AS (SELECT * FROM pg_temp.fresh_customer_spells),
+    changed AS ((SELECT * FROM old EXCEPT SELECT * FROM fresh) UNION ALL (SELECT * FROM fresh EXCEPT SELECT * FROM old)),
+    -- months whose start lies in the activity of one version only (customers active at the start)
+    activity AS (
+        SELECT c.customer_id,
+               coalesce((SELECT range_agg(tstzrange(o.started_at, o.ended_at, '(]')) FROM old o WHERE o.customer_id = c.customer_id), '{}')
+               AS before,
+               coalesce((SELECT range_agg(tstzrange(f.started_at, f.ended_at, '(]')) FROM fresh f WHERE f.customer_id = c.customer_id), '{}')
+               AS after
+        FROM (SELECT DISTINCT customer_id FROM changed) c),
+    shifted AS (SELECT r FROM activity, unnest((before - after) + (after - before)) r),
+    months AS (
+        SELECT g::date AS month
+        FROM shifted, generate_series(date_trunc('month', lower(r) AT TIME ZONE st.timezone),
+                                      date_trunc('month', least(upper(r), st.as_of) AT TIME ZONE st.timezone),
+                                      interval '1 month') g
+        WHERE (g::timestamp AT TIME ZONE st.timezone) <@ r
+        UNION
+        -- months of acquisitions, reactivations and churns that differ
+        SELECT date_trunc('month', changed.started_at AT TIME ZONE st.timezone)::date FROM changed
+        UNION
+        SELECT date_trunc('month', changed.ended_at AT TIME ZONE st.timezone)::date FROM changed WHERE changed.ended_at <= st.as_of)
+    INSERT INTO crm_kpi.change_queue (target, day) SELECT 'churn', month FROM months;
+END $$;
+COMMENT ON FUNCTION crm_kpi.queue_spell_effects(bigint[]) IS
+    'Queues the churn months that the staged fresh spells of some customers change: months they start in, churn in, or are active at the start of in one version only';
+
+-- Time passing: stages that change with time alone, churns that happened, a new month.
+CREATE FUNCTION crm_kpi.advance_time(new_as_of timestamptz) RETURNS void
+    LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+BEGIN
+    IF st.built_at IS NULL OR new_as_of <= st.as_of THEN
+        RETURN;
+    END IF;
+    INSERT INTO crm_kpi.change_queue (target, customer_id)
+    SELECT 'customer', s.customer_id FROM crm_kpi.customer_stats s WHERE s.stage_until <= new_as_of;
+    INSERT INTO crm_kpi.change_queue (target, day)
+    SELECT DISTINCT 'churn', date_trunc('month', p.ended_at AT TIME ZONE st.timezone)::date
+    FROM crm_kpi.customer_spells p WHERE p.ended_at > st.as_of AND p.ended_at <= new_as_of
+    UNION
+    SELECT 'churn', g::date
+    FROM generate_series(date_trunc('month', st.as_of AT TIME ZONE st.timezone) + interval '1 month',
+                         date_trunc('month', new_as_of AT TIME ZONE st.timezone), interval '1 month') g;
+    UPDATE crm_kpi.engine_state SET as_of = new_as_of;
+END $$;
+COMMENT ON FUNCTION crm_kpi.advance_time(timestamptz) IS
+    'Moves engine_state.as_of forward and queues what time alone changed: customers whose stage_until passed (index on it), months with churns that happened, months that began';
+
+-- One batch: up to crm_kpi.refresh_batch_size customers, or else as many days and months. Returns the keys taken.
+CREATE FUNCTION crm_kpi.refresh_batch(INOUT tables jsonb, OUT keys bigint) RETURNS record
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer := current_setting('crm_kpi.refresh_batch_size')::integer;
+    ids bigint[];
+    t record;
+    rows bigint;
+BEGIN
+    WITH picked AS (SELECT DISTINCT q.customer_id FROM crm_kpi.change_queue q
+                    WHERE q.target = 'customer' AND q.customer_id IS NOT NULL LIMIT n),
+    taken AS (DELETE FROM crm_kpi.change_queue q USING picked p
+              WHERE q.target = 'customer' AND q.customer_id = p.customer_id RETURNING q.customer_id)
+    SELECT array_agg(DISTINCT customer_id) INTO ids FROM taken;
+    IF ids IS NOT NULL THEN
+        PERFORM crm_kpi.stage_fresh('customer_stats', ids);
+        PERFORM crm_kpi.stage_fresh('customer_spells', ids);
+        PERFORM crm_kpi.queue_customer_effects(ids);
+        PERFORM crm_kpi.queue_spell_effects(ids);
+        rows := crm_kpi.apply_fresh('customer_stats', ids);
+        tables := jsonb_set(tables, '{customer_stats}', to_jsonb(coalesce((tables ->> 'customer_stats')::bigint, 0) + rows));
+        rows := crm_kpi.apply_fresh('customer_spells', ids);
+        tables := jsonb_set(tables, '{customer_spells}', to_jsonb(coalesce((tables ->> 'customer_spells')::bigint, 0) + rows));
+        keys := cardinality(ids);
+        RETURN;
+    END IF;
+    keys := 0;
+    FOR t IN
+        WITH picked AS (SELECT DISTINCT q.target, q.day FROM crm_kpi.change_queue q
+                        WHERE q.target NOT IN ('customer', '*') AND q.day IS NOT NULL LIMIT n),
+        taken AS (DELETE FROM crm_kpi.change_queue q USING picked p
+                  WHERE q.target = p.target AND q.day = p.day RETURNING q.target, q.day)
+        SELECT k.table_name, k.position, array_agg(DISTINCT taken.day) AS days
+        FROM taken JOIN crm_kpi.kpi_tables k ON k.own_target = taken.target
+        GROUP BY k.table_name, k.position ORDER BY k.position
+    LOOP
+        PERFORM crm_kpi.stage_fresh(t.table_name, t.days);
+        rows := crm_kpi.apply_fresh(t.table_name, t.days);
+        tables := jsonb_set(tables, ARRAY[t.table_name::text], to_jsonb(coalesce((tables ->> t.table_name)::bigint, 0) + rows));
+        keys := keys + cardinality(t.days);
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION crm_kpi.refresh_batch(jsonb) IS
+    'Takes one batch of stale keys from the queue (customers first, then days and months, at most crm_kpi.refresh_batch_size) and recomputes them; adds the rows written to the per-table counts';
+
+-- Adopt the current settings for the next rebuild; returns whether the time zone changed.
+CREATE FUNCTION crm_kpi.adopt_settings() RETURNS boolean
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old_timezone text := (SELECT timezone FROM crm_kpi.engine_state);
+BEGIN
+    PERFORM crm_kpi.lifecycle_classify(now(), 0, 0, NULL, NULL);  -- raises if churn_after <= active_window
+    UPDATE crm_kpi.engine_state SET
+        timezone = current_setting('crm_kpi.timezone'),
+        active_window = current_setting('crm_kpi.active_window')::interval,
+        churn_after = current_setting('crm_kpi.churn_after')::interval,
+        loyal_min_tenure = current_setting('crm_kpi.loyal_min_tenure')::interval,
+        loyal_min_orders = current_setting('crm_kpi.loyal_min_orders')::integer,
+        resolution_sla = current_setting('crm_kpi.resolution_sla')::interval;
+    RETURN old_timezone IS DISTINCT FROM current_setting('crm_kpi.timezone');
+END $$;
+COMMENT ON FUNCTION crm_kpi.adopt_settings() IS
+    'Copies the current time zone, lifecycle and SLA settings into engine_state for a rebuild; true when the time zone changed';
+
+-- The work of refresh() and rebuild(), under the tables' own settings; records the run.
+CREATE FUNCTION crm_kpi.run_engine(full_rebuild boolean, reattach boolean, max_batches integer)
+    RETURNS crm_kpi.refresh_history
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC' SET crm_kpi.timezone = 'UTC' SET crm_kpi.active_window = '90 days'
+    SET crm_kpi.churn_after = '180 days' SET crm_kpi.loyal_min_tenure = '365 days'
+    SET crm_kpi.loyal_min_orders = 5 SET crm_kpi.resolution_sla = '72 hours'
+AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    checked timestamptz;
+    tables jsonb := '{}';
+    batches integer := 0;
+    keys bigint := 0;
+    b record;
+    t record;
+    rows bigint;
+    drained boolean := false;
+    err text;
+    errstate text;
+    failed_table text;
+    run crm_kpi.refresh_history;
+BEGIN
+    BEGIN
+        IF full_rebuild THEN
+            checked := clock_timestamp();
+            DELETE FROM crm_kpi.change_queue;
+            UPDATE crm_kpi.engine_state SET as_of = now(), built_at = now();
+            PERFORM crm_kpi.engine_apply(crm_kpi.engine_settings());
+            FOR b IN SELECT s.kind, s.source FROM crm_kpi.source_bindings s LOOP
+                IF reattach OR NOT crm_kpi.capture_ok(b.kind, b.source) THEN
+                    PERFORM crm_kpi.capture_attach(b.kind, b.source);
+                END IF;
+            END LOOP;
+            FOR t IN SELECT * FROM crm_kpi.kpi_tables ORDER BY position LOOP
+                failed_table := t.table_name;
+                IF t.key_grain = 'customer' THEN
+                    PERFORM crm_kpi.stage_fresh(t.table_name, NULL::bigint[]);
+                    rows := crm_kpi.apply_fresh(t.table_name, NULL::bigint[]);
+                ELSE
+                    PERFORM crm_kpi.stage_fresh(t.table_name, NULL::date[]);
+                    rows := crm_kpi.apply_fresh(t.table_name, NULL::date[]);
+                END IF;
+                tables := jsonb_set(tables, ARRAY[t.table_name::text], to_jsonb(rows));
+            END LOOP;
+            failed_table := NULL;
+            batches := 1;
+        ELSE
+            PERFORM crm_kpi.engine_apply(crm_kpi.engine_settings());
+            PERFORM crm_kpi.advance_time(now());
+        END IF;
+        LOOP
+            EXIT WHEN max_batches IS NOT NULL AND batches >= max_batches;
+            checked := clock_timestamp();
+            b := crm_kpi.refresh_batch(tables);
+            tables := b.tables;
+            IF b.keys = 0 THEN
+                drained := true;
+                EXIT;
+            END IF;
+            batches := batches + 1;
+            keys := keys + b.keys;
+        END LOOP;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, errstate = RETURNED_SQLSTATE;
+        err := format('%s: %s', errstate, err);
+        tables := '{}';
+    END;
+    INSERT INTO crm_kpi.refresh_history (mode, started_at, finished_at, batches, stale_keys, rows_touched, tables,
+                                         pending_after, error)
+    SELECT CASE WHEN full_rebuild THEN 'rebuild' ELSE 'refresh' END, started, clock_timestamp(), batches, keys,
+           coalesce((SELECT sum(value::bigint) FROM jsonb_each_text(tables)), 0), tables,
+           (SELECT count(*) FROM crm_kpi.change_queue), err
+    RETURNING * INTO run;
+    UPDATE crm_kpi.kpi_table_state s SET
+        watermark = CASE WHEN err IS NULL AND drained THEN checked ELSE s.watermark END,
+        last_refresh_at = CASE WHEN tables ? s.table_name THEN started ELSE s.last_refresh_at END,
+        last_duration = CASE WHEN tables ? s.table_name THEN run.finished_at - started ELSE s.last_duration END,
+        rows_touched = CASE WHEN tables ? s.table_name THEN (tables ->> s.table_name)::bigint ELSE s.rows_touched END,
+        last_error = CASE WHEN err IS NULL THEN NULL ELSE err END,
+        last_error_at = CASE WHEN err IS NULL THEN s.last_error_at ELSE run.finished_at END
+    WHERE err IS NULL OR failed_table IS NULL OR s.table_name = failed_table;
+    DELETE FROM crm_kpi.refresh_history h
+    WHERE h.run_id <= run.run_id - current_setting('crm_kpi.history_limit')::bigint;
+    IF err IS NOT NULL THEN
+        RAISE WARNING 'crm_kpi refresh failed: %', err
+            USING HINT = 'Nothing was written; the stale keys stay queued. See crm_kpi.status.';
+    END IF;
+    RETURN run;
+END $$;
+COMMENT ON FUNCTION crm_kpi.run_engine(boolean, boolean, integer) IS
+    'The work of crm_kpi.refresh() and crm_kpi.rebuild() under the settings the tables are built with: batches until the queue is empty (or max_batches), all or nothing, recorded in refresh_history and kpi_table_state';
+
+CREATE FUNCTION crm_kpi.refresh(max_batches integer DEFAULT NULL) RETURNS crm_kpi.refresh_history
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    reattach boolean := false;
+    full_rebuild boolean;
+BEGIN
+    IF max_batches < 1 THEN
+        RAISE EXCEPTION 'max_batches must be at least 1, not %', max_batches USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM crm_kpi.library_version();  -- loads the library, so that its settings are defined
+    PERFORM pg_advisory_xact_lock(7226110472398251520);
+    full_rebuild := (SELECT built_at IS NULL FROM crm_kpi.engine_state)
+                    OR EXISTS (SELECT FROM crm_kpi.change_queue WHERE target = '*');
+    IF full_rebuild THEN
+        reattach := crm_kpi.adopt_settings();
+    END IF;
+    RETURN crm_kpi.run_engine(full_rebuild, reattach, max_batches);
+END $$;
+COMMENT ON FUNCTION crm_kpi.refresh(integer) IS
+    'Brings the KPI tables up to date: recomputes the stale days, months and customers in batches (all, or max_batches) and what time alone changed; rebuilds instead when never built or a source was truncated, bound or unbound. One refresh at a time; writers never wait for it';
+
+CREATE FUNCTION crm_kpi.rebuild() RETURNS crm_kpi.refresh_history
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    reattach boolean;
+BEGIN
+    PERFORM crm_kpi.library_version();  -- loads the library, so that its settings are defined
+    PERFORM pg_advisory_xact_lock(7226110472398251520);
+    reattach := crm_kpi.adopt_settings();
+    RETURN crm_kpi.run_engine(true, reattach, NULL);
+END $$;
+COMMENT ON FUNCTION crm_kpi.rebuild() IS
+    'Recomputes every KPI table from scratch with the current settings (first fill, after a restore, after crm_kpi.timezone, churn_after or another setting they depend on changed)';

@@ -1,0 +1,51 @@
+-- verify.sql: crm_kpi.verify() (maintained vs from scratch) and the status view.
+
+CREATE FUNCTION crm_kpi.verify()
+    RETURNS TABLE (table_name name, key jsonb, column_name text, maintained text, fresh text)
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC' SET crm_kpi.timezone = 'UTC' SET crm_kpi.active_window = '90 days'
+    SET crm_kpi.churn_after = '180 days' SET crm_kpi.loyal_min_tenure = '365 days'
+    SET crm_kpi.loyal_min_orders = 5 SET crm_kpi.resolution_sla = '72 hours'
+AS $$
+DECLARE
+    t record;
+    key_sql text;
+BEGIN
+    PERFORM crm_kpi.library_version();  -- loads the library, so that its settings are defined
+    PERFORM crm_kpi.engine_apply(crm_kpi.engine_settings());
+    FOR t IN SELECT * FROM crm_kpi.kpi_tables k ORDER BY k.position LOOP
+        IF t.key_grain = 'customer' THEN
+            PERFORM crm_kpi.stage_fresh(t.table_name, NULL::bigint[]);
+        ELSE
+            PERFORM crm_kpi.stage_fresh(t.table_name, NULL::date[]);
+        END IF;
+        key_sql := (SELECT 'jsonb_build_object(' || string_agg(format('%L, x.%I', c, c), ', ') || ')'
+                    FROM unnest(t.key_columns) c);
+        RETURN QUERY EXECUTE format(
+            'WITH m AS (SELECT %1$s AS k, to_jsonb(x) AS j FROM crm_kpi.%2$I x), '
+            'f AS (SELECT %1$s AS k, to_jsonb(x) AS j FROM pg_temp.%3$I x) '
+            'SELECT %2$L::name, coalesce(m.k, f.k), c.col, c.mv, c.fv '
+            'FROM m FULL JOIN f ON f.k = m.k '
+            'CROSS JOIN LATERAL (SELECT e.key, m.j -> e.key #>> ''{}'', f.j -> e.key #>> ''{}'' FROM jsonb_each(m.j) e '
+            '                    WHERE f.j IS NOT NULL AND (m.j -> e.key) IS DISTINCT FROM (f.j -> e.key) '
+            '                    UNION ALL SELECT ''*'', m.j::text, f.j::text WHERE m.j IS NULL OR f.j IS NULL) AS c (col, mv, fv) '
+            'ORDER BY 2, 3',
+            key_sql, t.table_name, 'fresh_' || t.table_name);
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION crm_kpi.verify() IS
+    'Recomputes every KPI table from scratch (settings and as_of of engine_state) and returns each difference from the maintained table: the row''s key, the column (* for a row only one side has, with the whole row), both values. No rows means exact';
+
+CREATE VIEW crm_kpi.status AS
+SELECT k.table_name, s.watermark,
+       (SELECT count(*) FROM crm_kpi.change_queue q WHERE q.target = ANY(k.queue_targets) OR q.target = '*') AS pending_keys,
+       (SELECT min(q.queued_at) FROM crm_kpi.change_queue q WHERE q.target = ANY(k.queue_targets) OR q.target = '*')
+           AS oldest_pending,
+       s.last_refresh_at, s.last_duration, s.rows_touched, s.last_error, s.last_error_at,
+       e.as_of, e.built_at, crm_kpi.rebuild_reason() AS needs_rebuild
+FROM crm_kpi.kpi_tables k
+JOIN crm_kpi.kpi_table_state s ON s.table_name = k.table_name
+CROSS JOIN crm_kpi.engine_state e;
+COMMENT ON VIEW crm_kpi.status IS
+    'One row per KPI table: watermark (changes committed before it are reflected), stale keys pending and the oldest one''s queue time, last refresh that touched it, its duration and rows written, last error, the instant time-dependent KPIs are taken at, and why a rebuild is needed (NULL when not)';
