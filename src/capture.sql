@@ -1,28 +1,43 @@
 -- capture.sql: change capture: the triggers put on bound sources, and the statements they run.
 
--- Which keys each kind of source makes stale: (target, contract column, grain); 'customer' marks the customer id.
+-- What a changed row of each kind of source records: the day of a time column and/or the customer.
 CREATE TABLE crm_kpi.capture_keys (
     kind text NOT NULL,
-    target text NOT NULL,
-    column_name name NOT NULL,
-    grain text NOT NULL CHECK (grain IN ('day', 'month', 'customer')),
-    PRIMARY KEY (kind, target, column_name)
+    day_column name,
+    customer_column name,
+    CHECK (day_column IS NOT NULL OR customer_column IS NOT NULL),
+    UNIQUE NULLS NOT DISTINCT (kind, day_column, customer_column)
 );
 COMMENT ON TABLE crm_kpi.capture_keys IS
-    'For each kind of source, the keys a changed row makes stale: the day or month of a time column for a KPI family, or the customer';
+    'For each kind of source, the keys a changed row records in crm_kpi.change_queue: the day (in the KPI tables'' time zone) of a time column, the customer, or both';
 INSERT INTO crm_kpi.capture_keys VALUES
-    ('orders', 'sales', 'ordered_at', 'day'),
-    ('orders', 'cohort', 'ordered_at', 'month'),
-    ('orders', 'customer', 'customer_id', 'customer'),
-    ('customers', 'customer', 'customer_id', 'customer'),
-    ('interactions', 'customer', 'customer_id', 'customer'),
-    ('opportunities', 'pipeline', 'created_at', 'day'),
-    ('opportunities', 'pipeline', 'closed_at', 'day'),
-    ('tickets', 'service', 'opened_at', 'day'),
-    ('survey_responses', 'satisfaction', 'answered_at', 'day'),
-    ('marketing_spend', 'marketing', 'day', 'month');
+    ('orders', 'ordered_at', 'customer_id'),
+    ('customers', NULL, 'customer_id'),
+    ('interactions', NULL, 'customer_id'),
+    ('opportunities', 'created_at', NULL),
+    ('opportunities', 'closed_at', NULL),
+    ('tickets', 'opened_at', NULL),
+    ('survey_responses', 'answered_at', NULL),
+    ('marketing_spend', 'day', NULL);
 
--- The statement a capture trigger runs: queue the distinct stale keys of the statement's rows.
+-- Where the day of a captured row goes: the KPI families (queue targets) it makes stale, by day or by month.
+CREATE TABLE crm_kpi.queue_routes (
+    kind text NOT NULL,
+    target text NOT NULL,
+    grain text NOT NULL CHECK (grain IN ('day', 'month')),
+    PRIMARY KEY (kind, target)
+);
+COMMENT ON TABLE crm_kpi.queue_routes IS
+    'The KPI families a captured day of each kind of source makes stale, by day or by the month containing it; a captured customer makes the customer stale';
+INSERT INTO crm_kpi.queue_routes VALUES
+    ('orders', 'sales', 'day'),
+    ('orders', 'cohort', 'month'),
+    ('opportunities', 'pipeline', 'day'),
+    ('tickets', 'service', 'day'),
+    ('survey_responses', 'satisfaction', 'day'),
+    ('marketing_spend', 'marketing', 'month');
+
+-- The statement a capture trigger runs: queue the distinct (day, customer) keys of the statement's rows, one row each.
 CREATE FUNCTION crm_kpi.capture_sql(kind text, source regclass, event text) RETURNS text
     LANGUAGE plpgsql STABLE PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
@@ -30,8 +45,7 @@ AS $$
 DECLARE
     b crm_kpi.source_bindings;
     tz text := coalesce((SELECT timezone FROM crm_kpi.engine_state), 'UTC');
-    cols text;
-    keys text;
+    keys text[];
     rows_sql text;
 BEGIN
     SELECT * INTO b FROM crm_kpi.source_bindings s WHERE s.kind = capture_sql.kind AND s.source = capture_sql.source;
@@ -41,44 +55,37 @@ BEGIN
     IF event = 'truncate' THEN
         RETURN 'INSERT INTO crm_kpi.change_queue (target) VALUES (''*'')';
     END IF;
-    SELECT string_agg(format('CAST(%s AS %s) AS %I', crm_kpi.mapping_sql(b.mapping -> c.column_name::text),
-                             c.data_type, 'k_' || c.column_name), ', ' ORDER BY c.column_name)
-      INTO cols
-    FROM crm_kpi.source_contract c
-    WHERE c.kind = capture_sql.kind
-      AND c.column_name IN (SELECT k.column_name FROM crm_kpi.capture_keys k WHERE k.kind = capture_sql.kind);
-    SELECT string_agg(format('(%L, %s, %s)', k.target,
-                             CASE k.grain
-                                 WHEN 'customer' THEN 'NULL::date'
-                                 WHEN 'day' THEN format('(r.%I AT TIME ZONE %L)::date', 'k_' || k.column_name, tz)
-                                 WHEN 'month' THEN
-                                     CASE WHEN c.data_type = 'date'::regtype
-                                          THEN format('date_trunc(''month'', r.%I)::date', 'k_' || k.column_name)
-                                          ELSE format('date_trunc(''month'', r.%I AT TIME ZONE %L)::date',
-                                                      'k_' || k.column_name, tz) END
-                             END,
-                             CASE k.grain WHEN 'customer' THEN format('r.%I', 'k_' || k.column_name)
-                                          ELSE 'NULL::bigint' END), ', ' ORDER BY k.target, k.column_name)
+    -- One SELECT list per key pair: the day of the time column in the KPI time zone (a date column as it is), the customer.
+    SELECT array_agg(format('%s AS day, %s AS customer_id',
+                             CASE WHEN dc.column_name IS NULL THEN 'NULL::date'
+                                  WHEN dc.data_type = 'date'::regtype
+                                  THEN format('CAST(%s AS date)', crm_kpi.mapping_sql(b.mapping -> k.day_column::text))
+                                  ELSE format('(CAST(%s AS timestamptz) AT TIME ZONE %L)::date',
+                                              crm_kpi.mapping_sql(b.mapping -> k.day_column::text), tz) END,
+                             CASE WHEN k.customer_column IS NULL THEN 'NULL::bigint'
+                                  ELSE format('CAST(%s AS bigint)', crm_kpi.mapping_sql(b.mapping -> k.customer_column::text)) END)
+                     ORDER BY k.day_column, k.customer_column)
       INTO keys
     FROM crm_kpi.capture_keys k
-    JOIN crm_kpi.source_contract c ON c.kind = k.kind AND c.column_name = k.column_name
+    LEFT JOIN crm_kpi.source_contract dc ON dc.kind = k.kind AND dc.column_name = k.day_column
     WHERE k.kind = capture_sql.kind;
-    IF cols IS NULL THEN
+    IF keys IS NULL THEN
         RETURN NULL;
     END IF;
-    rows_sql := (SELECT string_agg(format('SELECT %s FROM %I AS src%s', cols, t,
-                                          coalesce(' WHERE (' || crm_kpi.mapping_sql(b.mapping -> '_filter') || ')', '')),
-                                   ' UNION ALL ')
-                 FROM unnest(CASE event WHEN 'insert' THEN ARRAY['crm_kpi_new']
-                                        WHEN 'delete' THEN ARRAY['crm_kpi_old']
-                                        ELSE ARRAY['crm_kpi_old', 'crm_kpi_new'] END) t);
+    SELECT string_agg(format('SELECT %s FROM %I AS src%s', key_list, t,
+                             coalesce(' WHERE (' || crm_kpi.mapping_sql(b.mapping -> '_filter') || ')', '')),
+                      ' UNION ALL ')
+      INTO rows_sql
+    FROM unnest(CASE event WHEN 'insert' THEN ARRAY['crm_kpi_new']
+                           WHEN 'delete' THEN ARRAY['crm_kpi_old']
+                           ELSE ARRAY['crm_kpi_old', 'crm_kpi_new'] END) t,
+         unnest(keys) key_list;
     RETURN format('INSERT INTO crm_kpi.change_queue (target, day, customer_id) '
-                  'SELECT DISTINCT k.target, k.day, k.customer_id FROM (%s) AS r '
-                  'CROSS JOIN LATERAL (VALUES %s) AS k (target, day, customer_id) '
-                  'WHERE k.day IS NOT NULL OR k.customer_id IS NOT NULL', rows_sql, keys);
+                  'SELECT DISTINCT %L, r.day, r.customer_id FROM (%s) AS r '
+                  'WHERE r.day IS NOT NULL OR r.customer_id IS NOT NULL', kind, rows_sql);
 END $$;
 COMMENT ON FUNCTION crm_kpi.capture_sql(text, regclass, text) IS
-    'The statement a capture trigger of a bound source runs for an event (insert, update, delete, truncate): it queues the distinct stale keys of the transition rows';
+    'The statement a capture trigger of a bound source runs for an event (insert, update, delete, truncate): it queues, once each, the (day, customer) keys of the transition rows under the source''s kind';
 
 CREATE FUNCTION crm_kpi.capture() RETURNS trigger
     AS 'MODULE_PATHNAME', 'crm_kpi_capture'

@@ -12,15 +12,15 @@ CREATE TABLE crm_kpi.kpi_tables (
 COMMENT ON TABLE crm_kpi.kpi_tables IS
     'The KPI tables kept by the refresh engine: their key columns (the first is the stale key), the queue target that refreshes them and every target whose pending keys may change them';
 INSERT INTO crm_kpi.kpi_tables VALUES
-    ('customer_stats', 1, '{customer_id}', 'customer', 'customer', '{customer}'),
-    ('customer_spells', 2, '{customer_id,spell}', 'customer', 'customer', '{customer}'),
-    ('sales_daily', 3, '{day,rep_id,channel}', 'day', 'sales', '{sales,customer}'),
-    ('pipeline_daily', 4, '{day,rep_id}', 'day', 'pipeline', '{pipeline}'),
-    ('service_daily', 5, '{day}', 'day', 'service', '{service}'),
-    ('satisfaction_daily', 6, '{day}', 'day', 'satisfaction', '{satisfaction}'),
-    ('cohort_monthly', 7, '{month,cohort_month}', 'month', 'cohort', '{cohort,customer}'),
-    ('marketing_monthly', 8, '{month,channel}', 'month', 'marketing', '{marketing,customer}'),
-    ('churn_monthly', 9, '{month}', 'month', 'churn', '{churn,customer}');
+    ('customer_stats', 1, '{customer_id}', 'customer', 'customer', '{customer,orders,customers,interactions}'),
+    ('customer_spells', 2, '{customer_id,spell}', 'customer', 'customer', '{customer,orders,customers,interactions}'),
+    ('sales_daily', 3, '{day,rep_id,channel}', 'day', 'sales', '{sales,customer,orders,customers,interactions}'),
+    ('pipeline_daily', 4, '{day,rep_id}', 'day', 'pipeline', '{pipeline,opportunities}'),
+    ('service_daily', 5, '{day}', 'day', 'service', '{service,tickets}'),
+    ('satisfaction_daily', 6, '{day}', 'day', 'satisfaction', '{satisfaction,survey_responses}'),
+    ('cohort_monthly', 7, '{month,cohort_month}', 'month', 'cohort', '{cohort,customer,orders,customers,interactions}'),
+    ('marketing_monthly', 8, '{month,channel}', 'month', 'marketing', '{marketing,marketing_spend,customer,orders,customers,interactions}'),
+    ('churn_monthly', 9, '{month}', 'month', 'churn', '{churn,customer,orders,customers,interactions}');
 
 CREATE TABLE crm_kpi.kpi_table_state (
     table_name name PRIMARY KEY REFERENCES crm_kpi.kpi_tables,
@@ -198,12 +198,12 @@ BEGIN
     changed AS ((SELECT * FROM old EXCEPT SELECT * FROM fresh) UNION ALL (SELECT * FROM fresh EXCEPT SELECT * FROM old)),
     -- months whose start lies in the activity of one version only (customers active at the start)
     activity AS (
-        SELECT c.customer_id,
-               coalesce((SELECT range_agg(tstzrange(o.started_at, o.ended_at, '(]')) FROM old o WHERE o.customer_id = c.customer_id), '{}')
-               AS before,
-               coalesce((SELECT range_agg(tstzrange(f.started_at, f.ended_at, '(]')) FROM fresh f WHERE f.customer_id = c.customer_id), '{}')
-               AS after
-        FROM (SELECT DISTINCT customer_id FROM changed) c),
+        SELECT v.customer_id,
+               coalesce(range_agg(tstzrange(v.started_at, v.ended_at, '(]')) FILTER (WHERE v.is_old), '{}') AS before,
+               coalesce(range_agg(tstzrange(v.started_at, v.ended_at, '(]')) FILTER (WHERE NOT v.is_old), '{}') AS after
+        FROM (SELECT o.*, true AS is_old FROM old o UNION ALL SELECT f.*, false FROM fresh f) v
+        WHERE v.customer_id IN (SELECT customer_id FROM changed)
+        GROUP BY v.customer_id),
     shifted AS (SELECT r FROM activity, unnest((before - after) + (after - before)) r),
     months AS (
         SELECT g::date AS month
@@ -257,6 +257,15 @@ DECLARE
     t record;
     rows bigint;
 BEGIN
+    -- Keys captured under a source's kind become keys of the KPI families they make stale.
+    WITH taken AS (DELETE FROM crm_kpi.change_queue q
+                   WHERE q.target IN (SELECT k.kind FROM crm_kpi.capture_keys k)
+                   RETURNING q.target, q.day, q.customer_id)
+    INSERT INTO crm_kpi.change_queue (target, day, customer_id)
+    SELECT r.target, CASE r.grain WHEN 'month' THEN date_trunc('month', k.day)::date ELSE k.day END, NULL
+    FROM taken k JOIN crm_kpi.queue_routes r ON r.kind = k.target WHERE k.day IS NOT NULL
+    UNION
+    SELECT 'customer', NULL, k.customer_id FROM taken k WHERE k.customer_id IS NOT NULL;
     WITH picked AS (SELECT DISTINCT q.customer_id FROM crm_kpi.change_queue q
                     WHERE q.target = 'customer' AND q.customer_id IS NOT NULL LIMIT n),
     taken AS (DELETE FROM crm_kpi.change_queue q USING picked p
@@ -321,7 +330,7 @@ CREATE FUNCTION crm_kpi.run_engine(full_rebuild boolean, reattach boolean, max_b
     SET search_path = pg_catalog, pg_temp
     SET TimeZone = 'UTC' SET crm_kpi.timezone = 'UTC' SET crm_kpi.active_window = '90 days'
     SET crm_kpi.churn_after = '180 days' SET crm_kpi.loyal_min_tenure = '365 days'
-    SET crm_kpi.loyal_min_orders = 5 SET crm_kpi.resolution_sla = '72 hours'
+    SET crm_kpi.loyal_min_orders = 5 SET crm_kpi.resolution_sla = '72 hours' SET jit = off
 AS $$
 DECLARE
     started timestamptz := clock_timestamp();

@@ -386,6 +386,12 @@ BEGIN
                        format('%s.%I', s, pair[1]), pair[2], pair[2], pair[2], s, pair[1]);
     END LOOP;
     DROP TABLE pg_temp.crm_kpi_sample_customers;
+    -- Statistics for the planner, as autovacuum would gather them later.
+    FOREACH pair SLICE 1 IN ARRAY ARRAY[['customers', ''], ['sales_reps', ''], ['opportunities', ''], ['orders', ''],
+                                  ['interactions', ''], ['tickets', ''], ['survey_responses', ''],
+                                  ['marketing_spend', '']]::name[] LOOP
+        EXECUTE format('ANALYZE %s.%I', s, pair[1]);
+    END LOOP;
     RAISE NOTICE 'generate_sample_data: done in % s', round(extract(epoch FROM clock_timestamp() - total_started)::numeric, 1);
 END $$;
 COMMENT ON FUNCTION crm_kpi.generate_sample_data(name, bigint, bigint, date, int) IS

@@ -6,7 +6,7 @@ CREATE FUNCTION crm_kpi.verify()
     SET search_path = pg_catalog, pg_temp
     SET TimeZone = 'UTC' SET crm_kpi.timezone = 'UTC' SET crm_kpi.active_window = '90 days'
     SET crm_kpi.churn_after = '180 days' SET crm_kpi.loyal_min_tenure = '365 days'
-    SET crm_kpi.loyal_min_orders = 5 SET crm_kpi.resolution_sla = '72 hours'
+    SET crm_kpi.loyal_min_orders = 5 SET crm_kpi.resolution_sla = '72 hours' SET jit = off
 AS $$
 DECLARE
     t record;
@@ -23,13 +23,15 @@ BEGIN
         key_sql := (SELECT 'jsonb_build_object(' || string_agg(format('%L, x.%I', c, c), ', ') || ')'
                     FROM unnest(t.key_columns) c);
         RETURN QUERY EXECUTE format(
-            'WITH m AS (SELECT %1$s AS k, to_jsonb(x) AS j FROM crm_kpi.%2$I x), '
-            'f AS (SELECT %1$s AS k, to_jsonb(x) AS j FROM pg_temp.%3$I x) '
-            'SELECT %2$L::name, coalesce(m.k, f.k), c.col, c.mv, c.fv '
-            'FROM m FULL JOIN f ON f.k = m.k '
-            'CROSS JOIN LATERAL (SELECT e.key, m.j -> e.key #>> ''{}'', f.j -> e.key #>> ''{}'' FROM jsonb_each(m.j) e '
-            '                    WHERE f.j IS NOT NULL AND (m.j -> e.key) IS DISTINCT FROM (f.j -> e.key) '
-            '                    UNION ALL SELECT ''*'', m.j::text, f.j::text WHERE m.j IS NULL OR f.j IS NULL) AS c (col, mv, fv) '
+            'WITH m AS MATERIALIZED (SELECT %1$s AS k, to_jsonb(x) AS j FROM crm_kpi.%2$I x), '
+            'f AS MATERIALIZED (SELECT %1$s AS k, to_jsonb(x) AS j FROM pg_temp.%3$I x), '
+            'differ AS MATERIALIZED (SELECT m.k AS mk, m.j AS mj, f.k AS fk, f.j AS fj FROM m FULL JOIN f ON f.k = m.k '
+            '                        WHERE m.j IS DISTINCT FROM f.j) '
+            'SELECT %2$L::name, coalesce(d.mk, d.fk), c.col, c.mv, c.fv '
+            'FROM differ d '
+            'CROSS JOIN LATERAL (SELECT e.key, d.mj -> e.key #>> ''{}'', d.fj -> e.key #>> ''{}'' FROM jsonb_each(d.mj) e '
+            '                    WHERE d.fj IS NOT NULL AND (d.mj -> e.key) IS DISTINCT FROM (d.fj -> e.key) '
+            '                    UNION ALL SELECT ''*'', d.mj::text, d.fj::text WHERE d.mj IS NULL OR d.fj IS NULL) AS c (col, mv, fv) '
             'ORDER BY 2, 3',
             key_sql, t.table_name, 'fresh_' || t.table_name);
     END LOOP;
