@@ -92,7 +92,7 @@ capture_event_name(TriggerEvent event)
 	return "truncate";
 }
 
-/* Prepare (once per trigger) the statement that queues the stale keys of this event */
+/* Prepare (once per trigger) the statement that queues the stale keys of this event; NULL when the table is not bound */
 static SPIPlanPtr
 capture_prepare(TriggerData *trigdata, const char *kind)
 {
@@ -101,6 +101,7 @@ capture_prepare(TriggerData *trigdata, const char *kind)
 	Oid			argtypes[3] = {TEXTOID, OIDOID, TEXTOID};
 	Datum		args[3];
 	char	   *sql;
+	Datum		value;
 	bool		isnull;
 	SPIPlanPtr	plan;
 
@@ -119,14 +120,14 @@ capture_prepare(TriggerData *trigdata, const char *kind)
 	if (SPI_execute_with_args("SELECT crm_kpi.capture_sql($1, $2, $3)", 3, argtypes, args,
 							  NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "crm_kpi.capture_sql failed");
-	sql = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table %s is not bound as the %s source",
-						RelationGetRelationName(trigdata->tg_relation), kind),
-				 errhint("Bind it with crm_kpi.bind_source() or drop the trigger \"%s\".",
-						 trigdata->tg_trigger->tgname)));
+	{
+		/* No longer bound (a detached partition, say): the trigger does nothing. */
+		entry->valid = true;
+		return NULL;
+	}
+	sql = TextDatumGetCString(value);
 	plan = SPI_prepare(sql, 0, NULL);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the capture statement: %s", SPI_result_code_string(SPI_result));
@@ -171,7 +172,7 @@ crm_kpi_capture(PG_FUNCTION_ARGS)
 							 GUC_ACTION_SAVE, true, 0, false);
 
 	plan = capture_prepare(trigdata, trigdata->tg_trigger->tgargs[0]);
-	if (SPI_execute_plan(plan, NULL, NULL, false, 0) != SPI_OK_INSERT)
+	if (plan != NULL && SPI_execute_plan(plan, NULL, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "the capture statement failed");
 
 	AtEOXact_GUC(false, save_nestlevel);

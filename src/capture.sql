@@ -48,7 +48,14 @@ DECLARE
     keys text[];
     rows_sql text;
 BEGIN
-    SELECT * INTO b FROM crm_kpi.source_bindings s WHERE s.kind = capture_sql.kind AND s.source = capture_sql.source;
+    -- The binding of the table, or of the partitioned table it is a partition of.
+    SELECT s.* INTO b
+    FROM crm_kpi.source_bindings s
+    JOIN (SELECT capture_sql.source AS relid, 0 AS depth
+          UNION ALL SELECT a.relid, row_number() OVER () FROM pg_partition_ancestors(capture_sql.source) a) t
+      ON t.relid = s.source
+    WHERE s.kind = capture_sql.kind
+    ORDER BY t.depth LIMIT 1;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
@@ -171,3 +178,27 @@ CREATE FUNCTION crm_kpi.capture_ok(kind text, source regclass) RETURNS boolean
            OR NOT EXISTS (SELECT FROM crm_kpi.capture_keys k WHERE k.kind = capture_ok.kind);
 COMMENT ON FUNCTION crm_kpi.capture_ok(text, regclass) IS
     'Whether a bound source (and each of its partitions) has its four capture triggers, removable with the extension';
+
+CREATE FUNCTION crm_kpi.capture_new_partitions() RETURNS event_trigger
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b record;
+BEGIN
+    FOR b IN SELECT DISTINCT s.kind, s.source
+             FROM pg_event_trigger_ddl_commands() c
+             JOIN crm_kpi.source_bindings s ON c.objid IN (SELECT crm_kpi.capture_tables(s.source)::oid)
+             WHERE c.classid = 'pg_class'::regclass
+               AND NOT crm_kpi.capture_ok(s.kind, s.source) LOOP
+        PERFORM crm_kpi.capture_attach(b.kind, b.source);
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION crm_kpi.capture_new_partitions() IS
+    'Event trigger: a partition created in or attached to a bound partitioned source gets the capture triggers at once';
+
+CREATE EVENT TRIGGER crm_kpi_capture_new_partitions ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION crm_kpi.capture_new_partitions();
+COMMENT ON EVENT TRIGGER crm_kpi_capture_new_partitions IS
+    'Keeps every partition of a bound source captured when partitions are created or attached';
