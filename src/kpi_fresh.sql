@@ -12,15 +12,18 @@ CREATE FUNCTION crm_kpi.source_sql(kind text) RETURNS text
 COMMENT ON FUNCTION crm_kpi.source_sql(text) IS
     'The rows of every source bound to a kind, as the contract''s columns (no rows when none is bound)';
 
--- A join keeping the rows whose time column falls in one of the days or months of $1.
-CREATE FUNCTION crm_kpi.period_join(time_column text, grain text, tz text) RETURNS text
+-- A FROM item: a relation, or when keyed only its rows whose time column falls in one of the days or months of $1.
+CREATE FUNCTION crm_kpi.period_rows(relation text, alias text, time_column name, grain text, tz text, keyed boolean)
+    RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
-    RETURN format(' JOIN unnest($1::date[]) AS key (first_day) ON %1$s >= (key.first_day::timestamp AT TIME ZONE %2$L)'
-                  ' AND %1$s < ((key.first_day + interval %3$L)::timestamp AT TIME ZONE %2$L)',
-                  time_column, tz, '1 ' || grain);
-COMMENT ON FUNCTION crm_kpi.period_join(text, text, text) IS
-    'SQL joining $1 (an array of first days) so that only rows whose time column lies in those days or months remain (index-friendly range tests)';
+    RETURN CASE WHEN NOT keyed THEN format('%s AS %s', relation, alias)
+                ELSE format('(SELECT y.* FROM unnest($1::date[]) AS key (first_day) CROSS JOIN LATERAL '
+                            '(SELECT * FROM %1$s AS z WHERE z.%3$I >= (key.first_day::timestamp AT TIME ZONE %4$L) '
+                            'AND z.%3$I < ((key.first_day + interval %5$L)::timestamp AT TIME ZONE %4$L)) AS y) AS %2$s',
+                            relation, alias, time_column, tz, '1 ' || grain) END;
+COMMENT ON FUNCTION crm_kpi.period_rows(text, text, name, text, text, boolean) IS
+    'SQL of a FROM item: a relation, or (keyed) only its rows whose time column lies in the days or months listed in $1, one index-friendly range per day or month';
 
 -- The settings KPIs are computed with: those the tables were built with, or the current ones before the first build.
 CREATE FUNCTION crm_kpi.engine_settings() RETURNS crm_kpi.engine_state
@@ -52,7 +55,7 @@ BEGIN
     ELSE
         sel := 'SELECT o.*, (SELECT max(p.ordered_at) FROM o p WHERE p.customer_id = o.customer_id AND p.status = ''completed'''
                ' AND p.ordered_at <= o.ordered_at AND (p.ordered_at < o.ordered_at OR p.order_id < o.order_id)) AS prev_at '
-               'FROM o' || crm_kpi.period_join('o.ordered_at', 'day', st.timezone) || ' WHERE o.status = ''completed''';
+               'FROM ' || crm_kpi.period_rows('o', 'o', 'ordered_at', 'day', st.timezone, true) || ' WHERE o.status = ''completed''';
     END IF;
     RETURN QUERY EXECUTE format(
         'WITH o AS NOT MATERIALIZED (%s), c AS NOT MATERIALIZED (%s) '
@@ -71,19 +74,19 @@ CREATE FUNCTION crm_kpi.fresh_pipeline_daily(days date[] DEFAULT NULL) RETURNS S
 AS $$
 DECLARE
     st crm_kpi.engine_state := crm_kpi.engine_settings();
-    by_created text := CASE WHEN days IS NOT NULL THEN crm_kpi.period_join('p.created_at', 'day', st.timezone) ELSE '' END;
-    by_closed text := CASE WHEN days IS NOT NULL THEN crm_kpi.period_join('p.closed_at', 'day', st.timezone) ELSE '' END;
+    by_created text := crm_kpi.period_rows('p', 'p', 'created_at', 'day', st.timezone, days IS NOT NULL);
+    by_closed text := crm_kpi.period_rows('p', 'p', 'closed_at', 'day', st.timezone, days IS NOT NULL);
 BEGIN
     RETURN QUERY EXECUTE format(
         'WITH p AS NOT MATERIALIZED (%1$s) '
         'SELECT e.day, e.rep_id, sum(e.created)::bigint, sum(e.won)::bigint, sum(e.lost)::bigint, '
         '       coalesce(sum(e.won_amount), 0), crm_kpi.sketch_agg(e.cycle) '
         'FROM (SELECT (p.created_at AT TIME ZONE %2$L)::date AS day, p.rep_id, 1 AS created, 0 AS won, 0 AS lost, '
-        '             NULL::numeric AS won_amount, NULL::interval AS cycle FROM p%3$s WHERE p.created_at IS NOT NULL '
+        '             NULL::numeric AS won_amount, NULL::interval AS cycle FROM %3$s WHERE p.created_at IS NOT NULL '
         '      UNION ALL '
         '      SELECT (p.closed_at AT TIME ZONE %2$L)::date, p.rep_id, 0, (p.status = ''won'')::int, (p.status = ''lost'')::int, '
         '             CASE WHEN p.status = ''won'' THEN p.amount END, CASE WHEN p.status = ''won'' THEN p.closed_at - p.created_at END '
-        '      FROM p%4$s WHERE p.closed_at IS NOT NULL AND p.status IN (''won'', ''lost'')) e '
+        '      FROM %4$s WHERE p.closed_at IS NOT NULL AND p.status IN (''won'', ''lost'')) e '
         'GROUP BY 1, 2',
         crm_kpi.source_sql('opportunities'), st.timezone, by_created, by_closed) USING days;
 END $$;
@@ -103,9 +106,9 @@ BEGIN
         '       count(t.resolved_at), count(*) FILTER (WHERE t.resolved_at - t.opened_at <= %L::interval), '
         '       crm_kpi.sketch_agg(t.first_response_at - t.opened_at), crm_kpi.sketch_agg(t.resolved_at - t.opened_at), '
         '       coalesce(sum(t.replies) FILTER (WHERE t.resolved_at IS NOT NULL), 0), count(*) FILTER (WHERE t.is_complaint) '
-        'FROM t%s WHERE t.opened_at IS NOT NULL GROUP BY 1',
+        'FROM %s WHERE t.opened_at IS NOT NULL GROUP BY 1',
         crm_kpi.source_sql('tickets'), st.timezone, st.resolution_sla,
-        CASE WHEN days IS NOT NULL THEN crm_kpi.period_join('t.opened_at', 'day', st.timezone) ELSE '' END) USING days;
+        crm_kpi.period_rows('t', 't', 'opened_at', 'day', st.timezone, days IS NOT NULL)) USING days;
 END $$;
 COMMENT ON FUNCTION crm_kpi.fresh_service_daily(date[]) IS
     'crm_kpi.service_daily computed from the sources, for the given days (all when NULL)';
@@ -121,9 +124,9 @@ BEGIN
         'WITH r AS NOT MATERIALIZED (%s) '
         'SELECT (r.answered_at AT TIME ZONE %L)::date, crm_kpi.nps_agg(r.score) FILTER (WHERE r.kind = ''nps''), '
         '       crm_kpi.csat_agg(r.score) FILTER (WHERE r.kind = ''csat'') '
-        'FROM r%s WHERE r.answered_at IS NOT NULL GROUP BY 1',
+        'FROM %s WHERE r.answered_at IS NOT NULL GROUP BY 1',
         crm_kpi.source_sql('survey_responses'), st.timezone,
-        CASE WHEN days IS NOT NULL THEN crm_kpi.period_join('r.answered_at', 'day', st.timezone) ELSE '' END) USING days;
+        crm_kpi.period_rows('r', 'r', 'answered_at', 'day', st.timezone, days IS NOT NULL)) USING days;
 END $$;
 COMMENT ON FUNCTION crm_kpi.fresh_satisfaction_daily(date[]) IS
     'crm_kpi.satisfaction_daily computed from the sources, for the given days (all when NULL)';
@@ -212,10 +215,10 @@ BEGIN
         'FROM (SELECT date_trunc(''month'', o.ordered_at AT TIME ZONE %2$L)::date AS month, '
         '             date_trunc(''month'', cs.first_order_at AT TIME ZONE %2$L)::date AS cohort_month, '
         '             count(DISTINCT o.customer_id) AS customers, coalesce(sum(o.amount), 0) AS revenue '
-        '      FROM o%3$s JOIN crm_kpi.customer_stats cs ON cs.customer_id = o.customer_id AND cs.first_order_at IS NOT NULL '
+        '      FROM %3$s JOIN crm_kpi.customer_stats cs ON cs.customer_id = o.customer_id AND cs.first_order_at IS NOT NULL '
         '      WHERE o.status = ''completed'' GROUP BY 1, 2) x',
         crm_kpi.source_sql('orders'), st.timezone,
-        CASE WHEN months IS NOT NULL THEN crm_kpi.period_join('o.ordered_at', 'month', st.timezone) ELSE '' END) USING months;
+        crm_kpi.period_rows('o', 'o', 'ordered_at', 'month', st.timezone, months IS NOT NULL)) USING months;
 END $$;
 COMMENT ON FUNCTION crm_kpi.fresh_cohort_monthly(date[]) IS
     'crm_kpi.cohort_monthly computed from the orders and crm_kpi.customer_stats, for the given months (all when NULL)';
@@ -234,12 +237,12 @@ BEGIN
         '      FROM m WHERE m.day IS NOT NULL%s '
         '      UNION ALL '
         '      SELECT date_trunc(''month'', cs.first_order_at AT TIME ZONE %L)::date, cs.acquisition_channel, NULL, 1 '
-        '      FROM crm_kpi.customer_stats cs%s WHERE cs.first_order_at IS NOT NULL) x '
+        '      FROM %s WHERE cs.first_order_at IS NOT NULL) x '
         'GROUP BY 1, 2',
         crm_kpi.source_sql('marketing_spend'),
         CASE WHEN months IS NOT NULL THEN ' AND date_trunc(''month'', m.day)::date = ANY($1)' ELSE '' END,
         st.timezone,
-        CASE WHEN months IS NOT NULL THEN crm_kpi.period_join('cs.first_order_at', 'month', st.timezone) ELSE '' END)
+        crm_kpi.period_rows('crm_kpi.customer_stats', 'cs', 'first_order_at', 'month', st.timezone, months IS NOT NULL))
         USING months;
 END $$;
 COMMENT ON FUNCTION crm_kpi.fresh_marketing_monthly(date[]) IS

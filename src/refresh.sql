@@ -131,8 +131,9 @@ BEGIN
                        table_name, 'fresh_' || table_name, key_column) USING keys;
         GET DIAGNOSTICS deleted = ROW_COUNT;
         EXECUTE format('INSERT INTO crm_kpi.%1$I SELECT f.* FROM pg_temp.%2$I f '
-                       'WHERE NOT EXISTS (SELECT FROM crm_kpi.%1$I t WHERE t.%3$I = f.%3$I AND t::text = f::text)',
-                       table_name, 'fresh_' || table_name, key_column);
+                       'WHERE NOT EXISTS (SELECT FROM crm_kpi.%1$I t WHERE t.%3$I = ANY($1) AND t.%3$I = f.%3$I '
+                       '                  AND t::text = f::text)',
+                       table_name, 'fresh_' || table_name, key_column) USING keys;
         GET DIAGNOSTICS inserted = ROW_COUNT;
     END IF;
     RETURN deleted + inserted;
@@ -170,9 +171,12 @@ BEGIN
     FROM (SELECT * FROM crm_kpi.customer_stats WHERE customer_id = ANY(ids)) o
     FULL JOIN pg_temp.fresh_customer_stats f ON f.customer_id = o.customer_id
     CROSS JOIN LATERAL (
-        -- new and reactivated customers are counted on these days
-        SELECT 'sales', d FROM unnest(o.new_day || o.reactivation_days || f.new_day || f.reactivation_days) d
-        WHERE o.new_day IS DISTINCT FROM f.new_day OR o.reactivation_days IS DISTINCT FROM f.reactivation_days
+        -- new and reactivated customers are counted on these days: those that differ
+        SELECT 'sales', d FROM unnest(ARRAY[o.new_day, f.new_day]) d WHERE o.new_day IS DISTINCT FROM f.new_day
+        UNION ALL
+        SELECT 'sales', d FROM (SELECT unnest(o.reactivation_days) EXCEPT ALL SELECT unnest(f.reactivation_days)) AS x (d)
+        UNION ALL
+        SELECT 'sales', d FROM (SELECT unnest(f.reactivation_days) EXCEPT ALL SELECT unnest(o.reactivation_days)) AS x (d)
         UNION ALL
         -- new customers per channel are counted in the month of the first order
         SELECT 'marketing', date_trunc('month', x AT TIME ZONE st.timezone)::date
@@ -212,10 +216,19 @@ BEGIN
                                       interval '1 month') g
         WHERE (g::timestamp AT TIME ZONE st.timezone) <@ r
         UNION
-        -- months of acquisitions, reactivations and churns that differ
-        SELECT date_trunc('month', changed.started_at AT TIME ZONE st.timezone)::date FROM changed
+        -- months of acquisitions and reactivations that differ
+        SELECT date_trunc('month', x.started_at AT TIME ZONE st.timezone)::date
+        FROM ((SELECT customer_id, started_at, spell = 1 FROM old EXCEPT SELECT customer_id, started_at, spell = 1 FROM fresh)
+              UNION ALL
+              (SELECT customer_id, started_at, spell = 1 FROM fresh EXCEPT SELECT customer_id, started_at, spell = 1 FROM old))
+             AS x (customer_id, started_at, first)
         UNION
-        SELECT date_trunc('month', changed.ended_at AT TIME ZONE st.timezone)::date FROM changed WHERE changed.ended_at <= st.as_of)
+        -- months of churns (that happened) that differ
+        SELECT date_trunc('month', x.ended_at AT TIME ZONE st.timezone)::date
+        FROM ((SELECT customer_id, ended_at FROM old EXCEPT SELECT customer_id, ended_at FROM fresh)
+              UNION ALL
+              (SELECT customer_id, ended_at FROM fresh EXCEPT SELECT customer_id, ended_at FROM old)) AS x (customer_id, ended_at)
+        WHERE x.ended_at <= st.as_of)
     INSERT INTO crm_kpi.change_queue (target, day) SELECT 'churn', month FROM months;
 END $$;
 COMMENT ON FUNCTION crm_kpi.queue_spell_effects(bigint[]) IS
