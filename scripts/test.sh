@@ -18,9 +18,13 @@ STAGE=$(make_private_dir crm_kpi-test)
 begin_staged_run "test files and logs" # kept unless every suite passes
 
 PORT=$(free_port 55432)
+# The refresh workers stay off here: pg_regress, pgTAP and isolation call
+# crm_kpi.refresh() themselves and assert what it did; the TAP suites test the
+# workers on clusters of their own.
 cluster_start "$STAGE" "$PORT" '' <<'EOF'
 fsync = off
 max_prepared_transactions = 10
+crm_kpi.enabled = off
 EOF
 export PGHOST=$STAGE PGPORT=$PORT PGUSER=postgres
 say "private cluster on socket $STAGE, port $PORT"

@@ -20,6 +20,8 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
+#include "worker.h"
+
 /* The prepared capture statement of one trigger */
 typedef struct CapturePlan
 {
@@ -178,6 +180,8 @@ crm_kpi_capture(PG_FUNCTION_ARGS)
 	AtEOXact_GUC(false, save_nestlevel);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	SPI_finish();
+	if (plan != NULL)
+		worker_wake_after_commit();
 	return PointerGetDatum(NULL);
 }
 

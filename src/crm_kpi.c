@@ -7,6 +7,7 @@
 #include "engine.h"
 #include "info.h"
 #include "lifecycle.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -19,6 +20,7 @@ _PG_init(void)
 	ConfigInit();
 	LifecycleInit();
 	EngineInit();
+	WorkerInit();
 	/* InfoInit reserves the GUC prefix, so it comes after every module that defines GUCs. */
 	InfoInit();
 }

@@ -99,15 +99,16 @@ AS $$
 DECLARE
     scratch text := 'fresh_' || table_name;
 BEGIN
+    -- Dropped at commit: a scratch table left in a session would hold the extension's types (and block DROP EXTENSION).
     IF to_regclass('pg_temp.' || quote_ident(scratch)) IS NULL THEN
-        EXECUTE format('CREATE TEMP TABLE %I (LIKE crm_kpi.%I)', scratch, table_name);
+        EXECUTE format('CREATE TEMP TABLE %I (LIKE crm_kpi.%I) ON COMMIT DROP', scratch, table_name);
     ELSE
         EXECUTE format('TRUNCATE pg_temp.%I', scratch);
     END IF;
     EXECUTE format('INSERT INTO pg_temp.%I SELECT * FROM crm_kpi.%I($1)', scratch, 'fresh_' || table_name) USING keys;
 END $$;
 COMMENT ON FUNCTION crm_kpi.stage_fresh(name, anyarray) IS
-    'Computes a KPI table afresh for some keys (all when NULL) into the session''s scratch table pg_temp.fresh_<table>';
+    'Computes a KPI table afresh for some keys (all when NULL) into the scratch table pg_temp.fresh_<table>, dropped at commit';
 
 -- Make a KPI table equal to its staged fresh rows for those keys; returns the rows written (deleted + inserted).
 CREATE FUNCTION crm_kpi.apply_fresh(table_name name, keys anyarray) RETURNS bigint

@@ -44,10 +44,15 @@ SELECT k.table_name, s.watermark,
        (SELECT count(*) FROM crm_kpi.change_queue q WHERE q.target = ANY(k.queue_targets) OR q.target = '*') AS pending_keys,
        (SELECT min(q.queued_at) FROM crm_kpi.change_queue q WHERE q.target = ANY(k.queue_targets) OR q.target = '*')
            AS oldest_pending,
+       now() - (SELECT min(q.queued_at) FROM crm_kpi.change_queue q WHERE q.target = ANY(k.queue_targets) OR q.target = '*')
+           AS lag,
        s.last_refresh_at, s.last_duration, s.rows_touched, s.last_error, s.last_error_at,
-       e.as_of, e.built_at, crm_kpi.rebuild_reason() AS needs_rebuild
+       e.as_of, e.built_at, crm_kpi.rebuild_reason() AS needs_rebuild,
+       w.pid AS worker_pid, w.state AS worker_state, w.last_run_at AS worker_last_run_at,
+       w.last_error AS worker_last_error
 FROM crm_kpi.kpi_tables k
 JOIN crm_kpi.kpi_table_state s ON s.table_name = k.table_name
-CROSS JOIN crm_kpi.engine_state e;
+CROSS JOIN crm_kpi.engine_state e
+CROSS JOIN crm_kpi.worker_status() w;
 COMMENT ON VIEW crm_kpi.status IS
-    'One row per KPI table: watermark (changes committed before it are reflected), stale keys pending and the oldest one''s queue time, last refresh that touched it, its duration and rows written, last error, the instant time-dependent KPIs are taken at, and why a rebuild is needed (NULL when not)';
+    'One row per KPI table: watermark (changes committed before it are reflected), stale keys pending, the oldest one''s queue time and age (lag), last refresh that touched it, its duration and rows written, last error, the instant time-dependent KPIs are taken at, why a rebuild is needed (NULL when not), and this database''s refresh worker (pid, state, last run, last error)';
