@@ -46,6 +46,20 @@ worker_sigterm(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
+/* Between two rounds: exit on SIGTERM, reload the configuration on SIGHUP */
+static void
+worker_handle_signals(void)
+{
+	CHECK_FOR_INTERRUPTS();
+	if (worker_got_sigterm)
+		proc_exit(0);
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
 /* The longest wait after errors in a row */
 #define WORKER_MAX_BACKOFF_MS 60000
 /* How often the launcher looks for databases even without being woken */
@@ -230,14 +244,7 @@ crm_kpi_launcher_main(Datum arg)
 	{
 		bool		full_scan;
 
-		CHECK_FOR_INTERRUPTS();
-		if (worker_got_sigterm)
-			proc_exit(0);
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		worker_handle_signals();
 		launcher_reap();
 		full_scan = last_scan == 0 ||
 			TimestampDifferenceExceeds(last_scan, GetCurrentTimestamp(), LAUNCHER_RESCAN_MS);
@@ -420,14 +427,7 @@ crm_kpi_worker_main(Datum arg)
 	{
 		long		delay_ms = worker_naptime_ms;
 
-		CHECK_FOR_INTERRUPTS();
-		if (worker_got_sigterm)
-			proc_exit(0);
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		worker_handle_signals();
 		if (!worker_enabled)
 		{
 			worker_set_state(WORKER_DISABLED, NULL);
