@@ -91,9 +91,23 @@ GRANT USAGE ON SCHEMA crm_kpi TO $READER;
 SQL
 	say "loading sample data: $DEMO_CUSTOMERS customers, seed $DEMO_SEED"
 	"${psql[@]}" -d "$DB" -c "SELECT crm_kpi.create_reference_schema('crm')" >/dev/null
+	# Two years up to today, so that every lifecycle stage is present now.
 	"${psql[@]}" -d "$DB" -P footer=off \
-		-c "SELECT * FROM crm_kpi.generate_sample_data('crm', $DEMO_CUSTOMERS, $DEMO_SEED)" 2>&1 \
+		-c "SELECT * FROM crm_kpi.generate_sample_data('crm', $DEMO_CUSTOMERS, $DEMO_SEED, current_date - 730, 730)" 2>&1 \
 		| sed 's/^psql:[^ ]* NOTICE: */  /'
+	say "the refresh worker fills the KPI tables"
+	local filled=f started=$SECONDS
+	while [ "$filled" != t ]; do
+		filled=$("${psql[@]}" -d "$DB" -At -c "SELECT crm_kpi.wait_for_refresh('1 second')")
+		"${psql[@]}" -d "$DB" -At -c "
+SELECT format('  %s s: %s, %s keys pending, %s rows in the KPI tables', $SECONDS - $started,
+              (SELECT state FROM crm_kpi.worker_status()),
+              (SELECT count(*) FROM crm_kpi.change_queue),
+              (SELECT sum(n) FROM (SELECT count(*) AS n FROM crm_kpi.sales_daily UNION ALL
+                                   SELECT count(*) FROM crm_kpi.customer_stats UNION ALL
+                                   SELECT count(*) FROM crm_kpi.service_daily) x))"
+		[ $((SECONDS - started)) -lt 600 ] || die "the KPI tables were not filled within 10 minutes"
+	done
 	"${psql[@]}" -d "$DB" -c "GRANT USAGE ON SCHEMA crm TO $READER; GRANT SELECT ON ALL TABLES IN SCHEMA crm TO $READER"
 	trap - ERR
 

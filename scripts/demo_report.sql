@@ -1,51 +1,43 @@
--- demo_report.sql: the demo's KPI report over the sample data in schema crm, computed with
--- crm_kpi's aggregates (monthly summaries rolled up, as the KPI tables will store them).
+-- demo_report.sql: the demo's KPI report, read from the KPI tables the refresh worker keeps
+-- (monthly views that roll the daily rows up exactly, the churn table, per-customer stats).
 \pset footer off
 \echo
-\echo 'Monthly KPIs (last 6 months of the sample data)'
-WITH last_day AS (SELECT max(ordered_at) AS t FROM crm.orders),
-months AS (
-    SELECT generate_series(date_trunc('month', (SELECT t FROM last_day)) - interval '5 months',
-                           date_trunc('month', (SELECT t FROM last_day)), interval '1 month') AS m),
-sales AS (
-    SELECT date_trunc('month', ordered_at) AS m, crm_kpi.purchase_agg(amount, ordered_at) AS s
-    FROM crm.orders WHERE status = 'completed' GROUP BY 1),
-surveys AS (
-    SELECT date_trunc('month', answered_at) AS m,
-           crm_kpi.nps_agg(score) FILTER (WHERE kind = 'nps') AS nps,
-           crm_kpi.csat_agg(score) FILTER (WHERE kind = 'csat') AS csat
-    FROM crm.survey_responses GROUP BY 1),
-service AS (
-    SELECT date_trunc('month', opened_at) AS m,
-           crm_kpi.rate_agg(resolved_at IS NOT NULL) AS resolved,
-           crm_kpi.sketch_agg(first_response_at - opened_at) AS first_response
-    FROM crm.tickets GROUP BY 1),
-pipeline AS (
-    SELECT date_trunc('month', closed_at) AS m, crm_kpi.rate_agg(status = 'won') AS win
-    FROM crm.opportunities WHERE status IN ('won', 'lost') GROUP BY 1)
-SELECT to_char(months.m, 'YYYY-MM') AS month,
-       crm_kpi.orders(sales.s) AS orders,
-       round(crm_kpi.revenue(sales.s), 2) AS revenue,
-       round(crm_kpi.aov(sales.s), 2) AS aov,
-       round(crm_kpi.nps(surveys.nps), 1) AS nps,
-       round(crm_kpi.csat(surveys.csat), 1) AS csat_pct,
-       round(crm_kpi.rate(pipeline.win), 1) AS win_rate_pct,
-       round(crm_kpi.rate(service.resolved), 1) AS resolved_pct,
-       date_trunc('minute', crm_kpi.percentile_interval(service.first_response, 0.9)) AS p90_first_response
-FROM months
-LEFT JOIN sales USING (m) LEFT JOIN surveys USING (m) LEFT JOIN service USING (m) LEFT JOIN pipeline USING (m)
-ORDER BY months.m;
+\echo 'Monthly KPIs (last 6 months), from the KPI tables'
+WITH months AS (
+    SELECT generate_series(date_trunc('month', (SELECT as_of FROM crm_kpi.engine_state) AT TIME ZONE
+                                                (SELECT timezone FROM crm_kpi.engine_state)) - interval '5 months',
+                           date_trunc('month', (SELECT as_of FROM crm_kpi.engine_state) AT TIME ZONE
+                                                (SELECT timezone FROM crm_kpi.engine_state)),
+                           interval '1 month')::date AS month),
+sales AS (SELECT month, sum(orders) AS orders, sum(revenue) AS revenue, sum(new_customers) AS new_customers
+          FROM crm_kpi.sales_monthly GROUP BY month)
+SELECT to_char(m.month, 'YYYY-MM') AS month,
+       s.orders, round(s.revenue, 2) AS revenue, round(s.revenue / nullif(s.orders, 0), 2) AS aov,
+       s.new_customers AS new,
+       round(c.churn_rate, 1) AS churn_pct,
+       round(crm_kpi.nps(sat.nps), 1) AS nps,
+       round(crm_kpi.csat(sat.csat), 1) AS csat_pct,
+       round(100.0 * sum(p.won) / nullif(sum(p.won) + sum(p.lost), 0), 1) AS win_rate_pct,
+       round(100.0 * sv.resolved / nullif(sv.opened, 0), 1) AS resolved_pct,
+       date_trunc('minute', crm_kpi.percentile_interval(sv.first_response, 0.9)) AS p90_first_response
+FROM months m
+LEFT JOIN sales s USING (month)
+LEFT JOIN crm_kpi.churn_rates c USING (month)
+LEFT JOIN crm_kpi.satisfaction_monthly sat USING (month)
+LEFT JOIN crm_kpi.service_monthly sv USING (month)
+LEFT JOIN crm_kpi.pipeline_monthly p USING (month)
+GROUP BY m.month, s.orders, s.revenue, s.new_customers, c.churn_rate, sat.nps, sat.csat, sv.resolved, sv.opened,
+         sv.first_response
+ORDER BY m.month;
 
 \echo
-\echo 'Customer lifecycle today (classified from interactions and completed orders)'
-WITH last_day AS (SELECT max(ordered_at) AS t FROM crm.orders),
-stages AS (
-    SELECT crm_kpi.lifecycle_classify((SELECT t FROM last_day), coalesce(i.n, 0), p.s) AS stage
-    FROM crm.customers c
-    LEFT JOIN (SELECT customer_id, count(*) AS n FROM crm.interactions
-               WHERE occurred_at <= (SELECT t FROM last_day) GROUP BY 1) i USING (customer_id)
-    LEFT JOIN (SELECT customer_id, crm_kpi.purchase_agg(amount, ordered_at) AS s FROM crm.orders
-               WHERE status = 'completed' GROUP BY 1) p USING (customer_id)
-    WHERE c.created_at <= (SELECT t FROM last_day))
+\echo 'Customer lifecycle now (crm_kpi.customer_stats)'
 SELECT f.stage, f.customers, f.reached, round(f.conversion, 1) AS conversion_pct
-FROM (SELECT unnest(crm_kpi.funnel(stage)) AS f FROM stages) x, LATERAL (SELECT (x.f).*) f;
+FROM (SELECT unnest(crm_kpi.funnel(stage)) AS f FROM crm_kpi.customer_stats) x, LATERAL (SELECT (x.f).*) f;
+
+\echo
+\echo 'RFM segments (crm_kpi.customer_kpis)'
+SELECT segment, count(*) AS customers, round(avg(revenue), 2) AS mean_revenue,
+       count(*) FILTER (WHERE early_warning) AS early_warnings
+FROM crm_kpi.customer_kpis WHERE segment IS NOT NULL
+GROUP BY segment ORDER BY min(recency_score + frequency_score) DESC, segment;

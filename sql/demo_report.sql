@@ -4,6 +4,7 @@ CREATE EXTENSION crm_kpi;
 SET client_min_messages = warning;
 SELECT crm_kpi.create_reference_schema('crm');
 SELECT table_name, row_count > 0 AS filled FROM crm_kpi.generate_sample_data('crm', 500, 42);
+SELECT mode, error FROM crm_kpi.refresh();
 \o /dev/null
 \i scripts/demo_report.sql
 \o
