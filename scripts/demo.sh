@@ -117,7 +117,7 @@ SELECT format('  %s s: %s, %s keys pending, %s rows in the KPI tables', $SECONDS
 SELECT e.extversion AS extension, crm_kpi.library_version() AS library,
        crm_kpi.preloaded() AS preloaded, current_setting('server_version') AS postgresql
 FROM pg_extension e WHERE e.extname = 'crm_kpi';"
-	as_pg psql -X -q -h "$DEMO" -p "$port" -U postgres -d "$DB" -f - <"$SRC_ROOT/scripts/demo_report.sql"
+	as_pg psql -X -q -v ON_ERROR_STOP=1 -h "$DEMO" -p "$port" -U postgres -d "$DB" -f - <"$SRC_ROOT/scripts/demo_report.sql"
 	demo_info
 }
 

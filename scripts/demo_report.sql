@@ -10,14 +10,15 @@ WITH months AS (
                                                 (SELECT timezone FROM crm_kpi.engine_state)),
                            interval '1 month')::date AS month),
 sales AS (SELECT month, sum(orders) AS orders, sum(revenue) AS revenue, sum(new_customers) AS new_customers
-          FROM crm_kpi.sales_monthly GROUP BY month)
+          FROM crm_kpi.sales_monthly GROUP BY month),
+pipeline AS (SELECT month, sum(won) AS won, sum(lost) AS lost FROM crm_kpi.pipeline_monthly GROUP BY month)
 SELECT to_char(m.month, 'YYYY-MM') AS month,
        s.orders, round(s.revenue, 2) AS revenue, round(s.revenue / nullif(s.orders, 0), 2) AS aov,
        s.new_customers AS new,
        round(c.churn_rate, 1) AS churn_pct,
        round(crm_kpi.nps(sat.nps), 1) AS nps,
        round(crm_kpi.csat(sat.csat), 1) AS csat_pct,
-       round(100.0 * sum(p.won) / nullif(sum(p.won) + sum(p.lost), 0), 1) AS win_rate_pct,
+       round(100.0 * p.won / nullif(p.won + p.lost, 0), 1) AS win_rate_pct,
        round(100.0 * sv.resolved / nullif(sv.opened, 0), 1) AS resolved_pct,
        date_trunc('minute', crm_kpi.percentile_interval(sv.first_response, 0.9)) AS p90_first_response
 FROM months m
@@ -25,9 +26,7 @@ LEFT JOIN sales s USING (month)
 LEFT JOIN crm_kpi.churn_rates c USING (month)
 LEFT JOIN crm_kpi.satisfaction_monthly sat USING (month)
 LEFT JOIN crm_kpi.service_monthly sv USING (month)
-LEFT JOIN crm_kpi.pipeline_monthly p USING (month)
-GROUP BY m.month, s.orders, s.revenue, s.new_customers, c.churn_rate, sat.nps, sat.csat, sv.resolved, sv.opened,
-         sv.first_response
+LEFT JOIN pipeline p USING (month)
 ORDER BY m.month;
 
 \echo
