@@ -406,12 +406,18 @@ BEGIN
         err := format('%s: %s', errstate, err);
         tables := '{}';
     END;
-    INSERT INTO crm_kpi.refresh_history (mode, started_at, finished_at, batches, stale_keys, rows_touched, tables,
-                                         pending_after, error)
-    SELECT CASE WHEN full_rebuild THEN 'rebuild' ELSE 'refresh' END, started, clock_timestamp(), batches, keys,
+    SELECT NULL, CASE WHEN full_rebuild THEN 'rebuild' ELSE 'refresh' END, started, clock_timestamp(), batches, keys,
            coalesce((SELECT sum(value::bigint) FROM jsonb_each_text(tables)), 0), tables,
            (SELECT count(*) FROM crm_kpi.change_queue), err
-    RETURNING * INTO run;
+      INTO run;
+    -- A run that found nothing to do is not recorded (a worker wakes every naptime).
+    IF full_rebuild OR keys > 0 OR err IS NOT NULL THEN
+        INSERT INTO crm_kpi.refresh_history (mode, started_at, finished_at, batches, stale_keys, rows_touched, tables,
+                                             pending_after, error)
+        VALUES (run.mode, run.started_at, run.finished_at, run.batches, run.stale_keys, run.rows_touched, run.tables,
+                run.pending_after, run.error)
+        RETURNING * INTO run;
+    END IF;
     UPDATE crm_kpi.kpi_table_state s SET
         watermark = CASE WHEN err IS NULL AND drained THEN checked ELSE s.watermark END,
         last_refresh_at = CASE WHEN tables ? s.table_name THEN started ELSE s.last_refresh_at END,
@@ -420,8 +426,10 @@ BEGIN
         last_error = CASE WHEN err IS NULL THEN NULL ELSE err END,
         last_error_at = CASE WHEN err IS NULL THEN s.last_error_at ELSE run.finished_at END
     WHERE err IS NULL OR failed_table IS NULL OR s.table_name = failed_table;
-    DELETE FROM crm_kpi.refresh_history h
-    WHERE h.run_id <= run.run_id - current_setting('crm_kpi.history_limit')::bigint;
+    IF run.run_id IS NOT NULL THEN
+        DELETE FROM crm_kpi.refresh_history h
+        WHERE h.run_id <= run.run_id - current_setting('crm_kpi.history_limit')::bigint;
+    END IF;
     IF err IS NOT NULL THEN
         RAISE WARNING 'crm_kpi refresh failed: %', err
             USING HINT = 'Nothing was written; the stale keys stay queued. See crm_kpi.status.';
@@ -429,7 +437,7 @@ BEGIN
     RETURN run;
 END $$;
 COMMENT ON FUNCTION crm_kpi.run_engine(boolean, boolean, integer) IS
-    'The work of crm_kpi.refresh() and crm_kpi.rebuild() under the settings the tables are built with: batches until the queue is empty (or max_batches), all or nothing, recorded in refresh_history and kpi_table_state';
+    'The work of crm_kpi.refresh() and crm_kpi.rebuild() under the settings the tables are built with: batches until the queue is empty (or max_batches), all or nothing, recorded in kpi_table_state and (unless there was nothing to do; run_id is then NULL) in refresh_history';
 
 CREATE FUNCTION crm_kpi.refresh(max_batches integer DEFAULT NULL) RETURNS crm_kpi.refresh_history
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE

@@ -29,11 +29,14 @@
 PGDLLEXPORT void crm_kpi_launcher_main(Datum arg);
 PGDLLEXPORT void crm_kpi_worker_main(Datum arg);
 
-/* Set by SIGTERM; while a refresh runs, SIGTERM also cancels it at once (die) */
+/* Set by SIGTERM; while a refresh runs, SIGTERM also cancels its statement at once */
 static volatile sig_atomic_t worker_got_sigterm = false;
 static volatile sig_atomic_t worker_in_refresh = false;
 
-/* SIGTERM: stop at once during a refresh, at the next wake-up otherwise (no FATAL in the log when idle) */
+/*
+ * SIGTERM: during a refresh, cancel the running statement (its transaction is
+ * rolled back, then the worker exits); otherwise exit at the next wake-up.
+ */
 static void
 worker_sigterm(SIGNAL_ARGS)
 {
@@ -42,7 +45,7 @@ worker_sigterm(SIGNAL_ARGS)
 	worker_got_sigterm = true;
 	SetLatch(MyLatch);
 	if (worker_in_refresh)
-		die(postgres_signal_arg);
+		StatementCancelHandler(postgres_signal_arg);
 	errno = save_errno;
 }
 
@@ -372,6 +375,8 @@ worker_refresh_all(void)
 			edata = CopyErrorData();
 			FlushErrorState();
 			AbortCurrentTransaction();
+			if (worker_got_sigterm)
+				proc_exit(0);	/* the cancel was our SIGTERM: the batch is rolled back, nothing is lost */
 			error = psprintf("%s: %s", unpack_sql_state(edata->sqlerrcode), edata->message);
 			ereport(LOG, (errmsg("crm_kpi worker: refresh failed: %s", error)));
 			FreeErrorData(edata);
