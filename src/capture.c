@@ -4,6 +4,7 @@
 #include "access/htup_details.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "nodes/pg_list.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_trigger.h"
@@ -33,6 +34,12 @@ typedef struct CapturePlan
 
 static HTAB *capture_plans = NULL;
 
+/* The owner of crm_kpi.change_queue, looked up again after any relcache invalidation */
+static Oid	capture_owner = InvalidOid;
+
+/* The search path capture statements run with: pg_catalog only */
+static OverrideSearchPath capture_search_path = {NIL, true, false, 0};
+
 /* Relcache callback: a table's triggers or definition changed, so its plans must be prepared again */
 static void
 capture_forget(Datum arg, Oid relid)
@@ -40,6 +47,7 @@ capture_forget(Datum arg, Oid relid)
 	HASH_SEQ_STATUS status;
 	CapturePlan *entry;
 
+	capture_owner = InvalidOid;
 	hash_seq_init(&status, capture_plans);
 	while ((entry = hash_seq_search(&status)) != NULL)
 		if (relid == InvalidOid || entry->relid == relid)
@@ -65,10 +73,13 @@ capture_plan_cache(void)
 static Oid
 capture_queue_owner(void)
 {
-	Oid			queue = get_relname_relid("change_queue", get_namespace_oid("crm_kpi", false));
+	Oid			queue;
 	HeapTuple	tuple;
 	Oid			owner;
 
+	if (OidIsValid(capture_owner))
+		return capture_owner;
+	queue = get_relname_relid("change_queue", get_namespace_oid("crm_kpi", false));
 	if (!OidIsValid(queue))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
@@ -78,6 +89,7 @@ capture_queue_owner(void)
 		elog(ERROR, "cache lookup failed for relation %u", queue);
 	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
 	ReleaseSysCache(tuple);
+	capture_owner = owner;
 	return owner;
 }
 
@@ -147,7 +159,6 @@ crm_kpi_capture(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	Oid			save_userid;
 	int			save_sec_context;
-	int			save_nestlevel;
 	SPIPlanPtr	plan;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
@@ -169,15 +180,14 @@ crm_kpi_capture(PG_FUNCTION_ARGS)
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(capture_queue_owner(),
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	/* pg_catalog only; the same path on every call keeps the cached plan valid */
+	PushOverrideSearchPath(&capture_search_path);
 
 	plan = capture_prepare(trigdata, trigdata->tg_trigger->tgargs[0]);
 	if (plan != NULL && SPI_execute_plan(plan, NULL, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "the capture statement failed");
 
-	AtEOXact_GUC(false, save_nestlevel);
+	PopOverrideSearchPath();
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	SPI_finish();
 	if (plan != NULL)
