@@ -400,6 +400,24 @@ worker_refresh_all(void)
 	}
 }
 
+/* Whether this database has the extension */
+static bool
+worker_extension_exists(void)
+{
+	bool		found;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	found = SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'crm_kpi'", true, 1) == SPI_OK_SELECT
+		&& SPI_processed > 0;
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return found;
+}
+
 /* A database's refresh worker */
 void
 crm_kpi_worker_main(Datum arg)
@@ -430,11 +448,17 @@ crm_kpi_worker_main(Datum arg)
 
 	for (;;)
 	{
-		long		delay_ms = worker_naptime_ms;
+		long		delay_ms;
 
 		worker_handle_signals();
+		delay_ms = worker_naptime_ms;
 		if (!worker_enabled)
 		{
+			if (!worker_extension_exists())
+			{
+				worker_set_state(WORKER_NO_EXTENSION, NULL);
+				proc_exit(0);
+			}
 			worker_set_state(WORKER_DISABLED, NULL);
 			pgstat_report_activity(STATE_IDLE, "crm_kpi: disabled (crm_kpi.enabled = off)");
 		}
