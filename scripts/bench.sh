@@ -2,12 +2,16 @@
 # bench.sh: the benchmark suite. Installs what it needs, builds and installs
 # crm_kpi, starts a private cluster set up for measuring, generates its data
 # from a fixed seed, times crm_kpi's aggregates against plain SQL and the
-# tdigest extension (serial and with 2 parallel workers), prints markdown
-# tables and writes them to bench/RESULTS.md.
+# tdigest extension (serial and with 2 parallel workers); then, on ~10M
+# generated CRM orders, the KPI tables' incremental refresh against
+# materialized views, the change capture's cost on writes, and rebuild()
+# (bench/kpi.sh); prints markdown tables and writes them to bench/RESULTS.md.
 #
-#   bash scripts/bench.sh               full size (10M / 5M / ~1.2M rows)
+#   bash scripts/bench.sh               full size (10M / 5M / ~1.2M rows; 10M orders)
 #   bash scripts/bench.sh --quick       a tenth of the size, to try it out
 #   bash scripts/bench.sh --reps N      timed rounds per query (default 5)
+#   bash scripts/bench.sh --kpi-reps N  timed rounds per KPI-table comparison
+#                                       (default 3 with --quick, else 1)
 #   bash scripts/bench.sh --stand-ins   time plain-SQL stand-ins in place of the
 #                                       crm_kpi functions this build lacks
 #
@@ -19,6 +23,7 @@ set -euo pipefail
 QUICK=0
 STAND_INS=0
 REPS=5
+KPI_REPS=
 COMMAND="bash scripts/bench.sh${*:+ $*}"
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -29,19 +34,26 @@ while [ $# -gt 0 ]; do
 		REPS=$2
 		shift
 		;;
+	--kpi-reps)
+		if [ $# -lt 2 ] || ! [[ $2 =~ ^[1-9][0-9]*$ ]]; then die "--kpi-reps needs a positive number"; fi
+		KPI_REPS=$2
+		shift
+		;;
 	-h | --help)
 		sed -n '2,/^set /p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 		exit 0
 		;;
-	*) die "unknown option '$1' (--quick, --reps N, --stand-ins)" ;;
+	*) die "unknown option '$1' (--quick, --reps N, --kpi-reps N, --stand-ins)" ;;
 	esac
 	shift
 done
 
 if [ "$QUICK" -eq 1 ]; then
 	SURVEY_ROWS=1000000 LATENCY_ROWS=500000 DAYS=1096 PER_DAY=150
+	: "${KPI_REPS:=3}"
 else
 	SURVEY_ROWS=10000000 LATENCY_ROWS=5000000 DAYS=1096 PER_DAY=1500
+	: "${KPI_REPS:=1}"
 fi
 if [ "$QUICK" -eq 0 ] && [ "$STAND_INS" -eq 0 ]; then
 	RESULTS=$SRC_ROOT/bench/RESULTS.md
@@ -50,6 +62,7 @@ else
 fi
 
 ensure_packages "${DEPS_BUILD[@]}" "${DEPS_BENCH[@]}"
+STARTED=$(date +%s)
 
 STAGE=$(make_private_dir crm_kpi-bench)
 KEEP_DATA=0 # on a failed run the logs are kept, the data never
@@ -75,7 +88,8 @@ printf '%s\n' \
 	"wal_level = minimal" \
 	"max_wal_senders = 0" \
 	"max_wal_size = '8GB'" \
-	"autovacuum = off" |
+	"autovacuum = off" \
+	"crm_kpi.enabled = off" |
 	cluster_start "$STAGE" "$PORT" ''
 say "private cluster on socket $STAGE, port $PORT (shared_buffers ${SHARED_MB}MB)"
 
@@ -120,8 +134,21 @@ for c in 1 2 3; do
 	done
 done
 
+# The KPI tables: refresh, capture, rebuild (bench/kpi.sh); not with stand-ins.
+KPI_REPORT=()
+if [ "$STAND_INS" -eq 0 ]; then
+	. "$STAGE/src/bench/kpi.sh"
+	kpi_section
+	KPI_REPORT=(-f "$STAGE/src/bench/kpi_report.sql")
+fi
+
 TABLE=$STAGE/table.md
-psql_db -f "$STAGE/src/bench/report.sql" >"$TABLE"
+psql_db -f "$STAGE/src/bench/report.sql" "${KPI_REPORT[@]}" >"$TABLE"
+# Freshness with the background worker (bench/freshness.sh), on the KPI section's data.
+if [ "$STAND_INS" -eq 0 ]; then
+	. "$STAGE/src/bench/freshness.sh"
+	freshness_section >>"$TABLE"
+fi
 
 PG_VERSION=$(psql_db -At -c 'SHOW server_version')
 CRM_KPI_VERSION=$(psql_db -At -c "SELECT extversion FROM pg_extension WHERE extname = 'crm_kpi'")
@@ -141,7 +168,7 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 		echo
 	fi
 	echo "- command: \`$COMMAND\` ($REPS timed rounds per query after one warm-up; medians)"
-	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); the whole run took $((($(date +%s) - STARTED + 30) / 60)) min"
 	echo "- machine: $(nproc) CPUs (${CPU:-unknown}), $((MEM_KB / 1024 / 1024)) GiB memory"
 	echo "- PostgreSQL $PG_VERSION, crm_kpi $CRM_KPI_VERSION (revision $REVISION), tdigest $TDIGEST_VERSION"
 	echo "- settings: shared_buffers ${SHARED_MB}MB, work_mem 256MB, jit off, fsync off, autovacuum off;" \

@@ -49,9 +49,12 @@ DECLARE
     st crm_kpi.engine_state := crm_kpi.engine_settings();
     sel text;
 BEGIN
-    IF days IS NULL THEN
-        sel := 'SELECT o.*, lag(o.ordered_at) OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS prev_at '
-               'FROM o WHERE o.status = ''completed''';
+    IF days IS NULL OR cardinality(days) > 31 THEN
+        -- Everything, or many days: one pass over the orders in customer order beats a lookup per order.
+        sel := 'SELECT * FROM (SELECT o.*, lag(o.ordered_at) OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS prev_at '
+               'FROM o WHERE o.status = ''completed'') w'
+               || CASE WHEN days IS NULL THEN ''
+                       ELSE format(' WHERE (w.ordered_at AT TIME ZONE %L)::date = ANY($1)', st.timezone) END;
     ELSE
         sel := 'SELECT o.*, (SELECT max(p.ordered_at) FROM o p WHERE p.customer_id = o.customer_id AND p.status = ''completed'''
                ' AND p.ordered_at <= o.ordered_at AND (p.ordered_at < o.ordered_at OR p.order_id < o.order_id)) AS prev_at '

@@ -1,0 +1,168 @@
+-- kpi_mv.sql: the materialized-view contenders: one plain materialized view per KPI
+-- table that crm_kpi.rebuild() computes, the same columns and meaning as
+-- src/kpi_fresh.sql over the reference schema (crm), with the default settings
+-- (time zone UTC, churn_after 180 days, resolution_sla 72 hours, the lifecycle
+-- defaults), and the same indexes as the KPI table it stands for.
+-- The three time-dependent views (customers, spells, churn) take their instant
+-- from crm_kpi.engine_state.as_of, as the KPI tables do, so that both sides can
+-- be compared row for row; the views that read customers or spells read the
+-- views, not the KPI tables. Created WITH NO DATA: bench.sh fills them.
+
+CREATE MATERIALIZED VIEW bench.mv_sales_daily AS
+SELECT (s.ordered_at AT TIME ZONE 'UTC')::date AS day, s.rep_id, cu.acquisition_channel AS channel,
+       count(*) AS orders, coalesce(sum(s.amount), 0) AS revenue,
+       count(*) FILTER (WHERE cu.customer_id IS NOT NULL AND s.prev_at IS NULL) AS new_customers,
+       count(*) FILTER (WHERE cu.customer_id IS NOT NULL AND s.prev_at + interval '180 days' <= s.ordered_at)
+           AS reactivated_customers
+FROM (SELECT o.*, lag(o.ordered_at) OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS prev_at
+      FROM crm.orders o WHERE o.status = 'completed') s
+LEFT JOIN crm.customers cu ON cu.customer_id = s.customer_id
+GROUP BY 1, 2, 3
+WITH NO DATA;
+
+CREATE MATERIALIZED VIEW bench.mv_pipeline_daily AS
+SELECT e.day, e.rep_id, sum(e.created)::bigint AS created, sum(e.won)::bigint AS won, sum(e.lost)::bigint AS lost,
+       coalesce(sum(e.won_amount), 0) AS won_amount, crm_kpi.sketch_agg(e.cycle) AS sales_cycle
+FROM (SELECT (p.created_at AT TIME ZONE 'UTC')::date AS day, p.rep_id, 1 AS created, 0 AS won, 0 AS lost,
+             NULL::numeric AS won_amount, NULL::interval AS cycle
+      FROM crm.opportunities p WHERE p.created_at IS NOT NULL
+      UNION ALL
+      SELECT (p.closed_at AT TIME ZONE 'UTC')::date, p.rep_id, 0, (p.status = 'won')::int, (p.status = 'lost')::int,
+             CASE WHEN p.status = 'won' THEN p.amount END,
+             CASE WHEN p.status = 'won' THEN p.closed_at - p.created_at END
+      FROM crm.opportunities p WHERE p.closed_at IS NOT NULL AND p.status IN ('won', 'lost')) e
+GROUP BY 1, 2
+WITH NO DATA;
+
+CREATE MATERIALIZED VIEW bench.mv_service_daily AS
+SELECT (t.opened_at AT TIME ZONE 'UTC')::date AS day, count(*) AS opened,
+       count(*) FILTER (WHERE t.first_response_at IS NULL) AS unanswered, count(t.resolved_at) AS resolved,
+       count(*) FILTER (WHERE t.resolved_at - t.opened_at <= interval '72 hours') AS resolved_within_sla,
+       crm_kpi.sketch_agg(t.first_response_at - t.opened_at) AS first_response,
+       crm_kpi.sketch_agg(t.resolved_at - t.opened_at) AS resolution,
+       coalesce(sum(t.replies) FILTER (WHERE t.resolved_at IS NOT NULL), 0) AS replies_on_resolved,
+       count(*) FILTER (WHERE t.is_complaint) AS complaints
+FROM crm.tickets t WHERE t.opened_at IS NOT NULL
+GROUP BY 1
+WITH NO DATA;
+
+CREATE MATERIALIZED VIEW bench.mv_satisfaction_daily AS
+SELECT (r.answered_at AT TIME ZONE 'UTC')::date AS day,
+       crm_kpi.nps_agg(r.score) FILTER (WHERE r.kind = 'nps') AS nps,
+       crm_kpi.csat_agg(r.score) FILTER (WHERE r.kind = 'csat') AS csat
+FROM crm.survey_responses r WHERE r.answered_at IS NOT NULL
+GROUP BY 1
+WITH NO DATA;
+
+CREATE MATERIALIZED VIEW bench.mv_customer_stats AS
+WITH st AS (SELECT as_of FROM crm_kpi.engine_state),
+ord AS (SELECT o.customer_id, o.amount, o.ordered_at,
+               lag(o.ordered_at) OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS prev_at
+        FROM crm.orders o WHERE o.status = 'completed'),
+agg AS (SELECT ord.customer_id,
+               crm_kpi.purchase_agg(ord.amount, ord.ordered_at) FILTER (WHERE ord.ordered_at <= st.as_of) AS purchases,
+               count(*) FILTER (WHERE ord.ordered_at <= st.as_of) AS orders,
+               coalesce(sum(ord.amount) FILTER (WHERE ord.ordered_at <= st.as_of), 0) AS revenue,
+               min(ord.ordered_at) FILTER (WHERE ord.ordered_at <= st.as_of) AS first_at,
+               max(ord.ordered_at) FILTER (WHERE ord.ordered_at <= st.as_of) AS last_at,
+               min(ord.ordered_at) FILTER (WHERE ord.ordered_at > st.as_of) AS next_at,
+               (min(ord.ordered_at) AT TIME ZONE 'UTC')::date AS new_day,
+               array_agg(DISTINCT (ord.ordered_at AT TIME ZONE 'UTC')::date)
+                   FILTER (WHERE ord.prev_at + interval '180 days' <= ord.ordered_at) AS reactivation_days
+        FROM ord, st GROUP BY ord.customer_id),
+ia AS (SELECT i.customer_id, count(*) FILTER (WHERE i.occurred_at <= st.as_of) AS n,
+              min(i.occurred_at) FILTER (WHERE i.occurred_at > st.as_of) AS next_at
+       FROM crm.interactions i, st GROUP BY i.customer_id)
+SELECT cu.customer_id, cu.created_at, cu.acquisition_channel, coalesce(ia.n, 0) AS interactions, a.purchases,
+       coalesce(a.orders, 0) AS orders, coalesce(a.revenue, 0) AS revenue, a.first_at AS first_order_at,
+       a.last_at AS last_order_at, crm_kpi.mean_gap(a.purchases) AS mean_gap,
+       crm_kpi.lifecycle_classify(st.as_of, ia.n, a.orders, a.first_at, a.last_at) AS stage,
+       least(a.next_at, CASE WHEN coalesce(ia.n, 0) = 0 THEN ia.next_at END,
+             CASE WHEN a.last_at + interval '90 days' >= st.as_of THEN a.last_at + interval '90 days' END,
+             CASE WHEN a.last_at + interval '180 days' >= st.as_of THEN a.last_at + interval '180 days' END,
+             CASE WHEN a.orders >= 5 AND a.first_at + interval '365 days' >= st.as_of
+                  THEN a.first_at + interval '365 days' END) AS stage_until,
+       a.new_day, coalesce(a.reactivation_days, '{}') AS reactivation_days
+FROM st, crm.customers cu
+LEFT JOIN agg a ON a.customer_id = cu.customer_id
+LEFT JOIN ia ON ia.customer_id = cu.customer_id
+WITH NO DATA;
+
+CREATE MATERIALIZED VIEW bench.mv_customer_spells AS
+WITH st AS (SELECT as_of FROM crm_kpi.engine_state),
+ord AS (SELECT o.customer_id, o.ordered_at, o.order_id,
+               lag(o.ordered_at) OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS prev_at
+        FROM crm.orders o, st
+        WHERE o.status = 'completed' AND o.ordered_at <= st.as_of
+          AND o.customer_id IN (SELECT c.customer_id FROM crm.customers c)),
+numbered AS (SELECT ord.*,
+                    count(*) FILTER (WHERE ord.prev_at IS NULL OR ord.prev_at + interval '180 days' <= ord.ordered_at)
+                        OVER (PARTITION BY ord.customer_id ORDER BY ord.ordered_at, ord.order_id) AS spell
+             FROM ord)
+SELECT n.customer_id, n.spell::integer AS spell, min(n.ordered_at) AS started_at,
+       max(n.ordered_at) + interval '180 days' AS ended_at
+FROM numbered n GROUP BY n.customer_id, n.spell
+WITH NO DATA;
+
+CREATE MATERIALIZED VIEW bench.mv_cohort_monthly AS
+SELECT x.month, x.cohort_month,
+       ((extract(year FROM x.month) - extract(year FROM x.cohort_month)) * 12
+        + extract(month FROM x.month) - extract(month FROM x.cohort_month))::integer AS month_offset,
+       x.customers, x.revenue
+FROM (SELECT date_trunc('month', o.ordered_at AT TIME ZONE 'UTC')::date AS month,
+             date_trunc('month', cs.first_order_at AT TIME ZONE 'UTC')::date AS cohort_month,
+             count(DISTINCT o.customer_id) AS customers, coalesce(sum(o.amount), 0) AS revenue
+      FROM crm.orders o
+      JOIN bench.mv_customer_stats cs ON cs.customer_id = o.customer_id AND cs.first_order_at IS NOT NULL
+      WHERE o.status = 'completed' GROUP BY 1, 2) x
+WITH NO DATA;
+
+CREATE MATERIALIZED VIEW bench.mv_marketing_monthly AS
+SELECT x.month, x.channel, coalesce(sum(x.spend), 0) AS spend, sum(x.acquired)::bigint AS new_customers
+FROM (SELECT date_trunc('month', m.day)::date AS month, m.channel, m.amount AS spend, 0 AS acquired
+      FROM crm.marketing_spend m WHERE m.day IS NOT NULL
+      UNION ALL
+      SELECT date_trunc('month', cs.first_order_at AT TIME ZONE 'UTC')::date, cs.acquisition_channel, NULL, 1
+      FROM bench.mv_customer_stats cs WHERE cs.first_order_at IS NOT NULL) x
+GROUP BY 1, 2
+WITH NO DATA;
+
+CREATE MATERIALIZED VIEW bench.mv_churn_monthly AS
+WITH st AS (SELECT as_of FROM crm_kpi.engine_state),
+bounds AS (SELECT date_trunc('month', min(p.started_at) AT TIME ZONE 'UTC')::date AS first_month,
+                  date_trunc('month', st.as_of AT TIME ZONE 'UTC')::date AS last_month
+           FROM bench.mv_customer_spells p, st GROUP BY st.as_of),
+m AS (SELECT g::date AS month, (g::date::timestamp AT TIME ZONE 'UTC') AS s,
+             ((g::date + interval '1 month')::timestamp AT TIME ZONE 'UTC') AS e
+      FROM bounds, generate_series(bounds.first_month, bounds.last_month, interval '1 month') g)
+SELECT m.month,
+       (SELECT count(*) FROM bench.mv_customer_spells p WHERE p.started_at < m.s AND p.ended_at >= m.s)
+           AS customers_at_start,
+       (SELECT count(*) FROM bench.mv_customer_spells p, st
+        WHERE p.started_at < m.s AND p.ended_at >= m.s AND p.ended_at < m.e AND p.ended_at <= st.as_of) AS churned,
+       (SELECT count(*) FROM bench.mv_customer_spells p WHERE p.spell = 1 AND p.started_at >= m.s AND p.started_at < m.e)
+           AS new_customers,
+       (SELECT count(*) FROM bench.mv_customer_spells p WHERE p.spell > 1 AND p.started_at >= m.s AND p.started_at < m.e)
+           AS reactivated
+FROM m
+WITH NO DATA;
+
+-- The KPI tables the views stand for, in refresh order (the order of crm_kpi.kpi_tables).
+CREATE TABLE bench.kpi_mv AS
+SELECT k.table_name, k.position, format('bench.%I', 'mv_' || k.table_name)::regclass AS mv
+FROM crm_kpi.kpi_tables k;
+
+-- Each view gets the indexes of its KPI table (unique constraints become unique indexes,
+-- which REFRESH ... CONCURRENTLY needs).
+DO $$
+DECLARE
+    d text;
+BEGIN
+    FOR d IN SELECT replace(replace(pg_get_indexdef(i.indexrelid), format(' ON crm_kpi.%s ', c.relname),
+                                    format(' ON bench.mv_%s ', c.relname)),
+                            format('INDEX %s ', ic.relname), format('INDEX mv_%s ', ic.relname))
+             FROM bench.kpi_mv m JOIN pg_class c ON c.oid = format('crm_kpi.%I', m.table_name)::regclass
+             JOIN pg_index i ON i.indrelid = c.oid JOIN pg_class ic ON ic.oid = i.indexrelid LOOP
+        EXECUTE d;
+    END LOOP;
+END $$;
