@@ -117,7 +117,7 @@ BEGIN
 		RAISE EXCEPTION 'unknown scenario %', p_scenario;
 	END IF;
 	GET DIAGNOSTICS n = ROW_COUNT;
-	RETURN (SELECT jsonb_build_object('rows', n, 'stale_days', count(DISTINCT day) FILTER (WHERE target = 'sales'),
+	RETURN (SELECT jsonb_build_object('rows', n, 'stale_days', count(DISTINCT day) FILTER (WHERE target IN ('orders', 'sales')),
 	                                  'stale_customers', count(DISTINCT customer_id))
 	        FROM crm_kpi.change_queue);
 END $$;
