@@ -110,6 +110,23 @@ END $$;
 COMMENT ON FUNCTION crm_kpi.stage_fresh(name, anyarray) IS
     'Computes a KPI table afresh for some keys (all when NULL) into the scratch table pg_temp.fresh_<table>, dropped at commit';
 
+-- Drop the scratch tables of this transaction (else they would hold the extension's types until commit).
+CREATE FUNCTION crm_kpi.drop_scratch() RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t name;
+BEGIN
+    FOR t IN SELECT k.table_name FROM crm_kpi.kpi_tables k LOOP
+        IF to_regclass('pg_temp.' || quote_ident('fresh_' || t)) IS NOT NULL THEN
+            EXECUTE format('DROP TABLE pg_temp.%I', 'fresh_' || t);
+        END IF;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION crm_kpi.drop_scratch() IS
+    'Drops the scratch tables pg_temp.fresh_<table> a refresh, rebuild or verify made in this transaction';
+
 -- Make a KPI table equal to its staged fresh rows for those keys; returns the rows written (deleted + inserted).
 CREATE FUNCTION crm_kpi.apply_fresh(table_name name, keys anyarray) RETURNS bigint
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -401,6 +418,7 @@ BEGIN
             batches := batches + 1;
             keys := keys + b.keys;
         END LOOP;
+        PERFORM crm_kpi.drop_scratch();
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, errstate = RETURNED_SQLSTATE;
         err := format('%s: %s', errstate, err);

@@ -35,6 +35,7 @@ BEGIN
             'ORDER BY 2, 3',
             key_sql, t.table_name, 'fresh_' || t.table_name);
     END LOOP;
+    PERFORM crm_kpi.drop_scratch();
 END $$;
 COMMENT ON FUNCTION crm_kpi.verify() IS
     'Recomputes every KPI table from scratch (settings and as_of of engine_state) and returns each difference from the maintained table: the row''s key, the column (* for a row only one side has, with the whole row), both values. No rows means exact';
