@@ -303,6 +303,8 @@ BEGIN
               WHERE q.target = 'customer' AND q.customer_id = p.customer_id RETURNING q.customer_id)
     SELECT array_agg(DISTINCT customer_id) INTO ids FROM taken;
     IF ids IS NOT NULL THEN
+        PERFORM crm_kpi.report_activity(format('customer_stats and customer_spells, %s customers (%s keys still queued)',
+                                               cardinality(ids), (SELECT count(*) FROM crm_kpi.change_queue)));
         PERFORM crm_kpi.stage_fresh('customer_stats', ids);
         PERFORM crm_kpi.stage_fresh('customer_spells', ids);
         PERFORM crm_kpi.queue_customer_effects(ids);
@@ -324,6 +326,9 @@ BEGIN
         FROM taken JOIN crm_kpi.kpi_tables k ON k.own_target = taken.target
         GROUP BY k.table_name, k.position ORDER BY k.position
     LOOP
+        PERFORM crm_kpi.report_activity(format('%s, %s %s (%s keys still queued)', t.table_name,
+                                               cardinality(t.days), CASE WHEN t.position >= 7 THEN 'months' ELSE 'days' END,
+                                               (SELECT count(*) FROM crm_kpi.change_queue)));
         PERFORM crm_kpi.stage_fresh(t.table_name, t.days);
         rows := crm_kpi.apply_fresh(t.table_name, t.days);
         tables := jsonb_set(tables, ARRAY[t.table_name::text], to_jsonb(coalesce((tables ->> t.table_name)::bigint, 0) + rows));

@@ -327,6 +327,7 @@ worker_run_batch(int batch, char **error)
 	else
 	{
 		snprintf(activity, sizeof(activity), "crm_kpi: refresh batch %d", batch);
+		strlcpy(worker_activity_prefix, activity, sizeof(worker_activity_prefix));
 		pgstat_report_activity(STATE_RUNNING, activity);
 		if (SPI_execute("SELECT pending_after, error FROM crm_kpi.refresh(max_batches => 1)", false, 1) != SPI_OK_SELECT ||
 			SPI_processed != 1)

@@ -45,6 +45,7 @@ typedef struct WorkerShared
 } WorkerShared;
 
 extern WorkerShared *worker_shared;
+extern char worker_activity_prefix[64];
 extern bool worker_enabled;
 extern int	worker_naptime_ms;
 

@@ -6,6 +6,12 @@ CREATE FUNCTION crm_kpi.request_refresh() RETURNS boolean
 COMMENT ON FUNCTION crm_kpi.request_refresh() IS
     'Wakes this database''s refresh worker at once; false when no enabled worker runs (library not preloaded, crm_kpi.enabled off)';
 
+CREATE FUNCTION crm_kpi.report_activity(activity text) RETURNS void
+    AS 'MODULE_PATHNAME', 'crm_kpi_report_activity'
+    LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION crm_kpi.report_activity(text) IS
+    'In a refresh worker, sets its pg_stat_activity.query to what it is doing (which table, how far); does nothing in other sessions';
+
 CREATE FUNCTION crm_kpi.worker_created() RETURNS boolean
     AS 'MODULE_PATHNAME', 'crm_kpi_worker_created'
     LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;

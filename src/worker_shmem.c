@@ -9,6 +9,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
@@ -21,6 +22,7 @@
 #include "worker.h"
 
 WorkerShared *worker_shared = NULL;
+char		worker_activity_prefix[64] = "";
 bool		worker_enabled = true;
 int			worker_naptime_ms = 1000;
 
@@ -313,4 +315,15 @@ crm_kpi_worker_status(PG_FUNCTION_ARGS)
 		nulls[5] = false;
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(crm_kpi_report_activity);
+/* In a refresh worker, show what it is doing in pg_stat_activity.query (after its batch number); elsewhere do nothing */
+Datum
+crm_kpi_report_activity(PG_FUNCTION_ARGS)
+{
+	if (MyBackendType == B_BG_WORKER && worker_activity_prefix[0] != '\0')
+		pgstat_report_activity(STATE_RUNNING, psprintf("%s: %s", worker_activity_prefix,
+													   text_to_cstring(PG_GETARG_TEXT_PP(0))));
+	PG_RETURN_VOID();
 }

@@ -90,7 +90,7 @@ BEGIN
         PERFORM pg_stat_clear_snapshot();
         SELECT pid INTO found FROM pg_stat_activity
         WHERE backend_type = 'crm_kpi worker' AND datname = current_database()
-          AND query ~ '^crm_kpi: refresh batch [0-9]+\$';
+          AND query ~ '^crm_kpi: refresh batch [0-9]+';
         IF found IS NOT NULL OR clock_timestamp() > deadline THEN
             RETURN found;
         END IF;
