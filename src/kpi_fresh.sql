@@ -165,7 +165,7 @@ BEGIN
         'SELECT cu.customer_id, cu.created_at, cu.acquisition_channel, coalesce(ia.n, 0), a.purchases, '
         '       coalesce(a.orders, 0), coalesce(a.revenue, 0), a.first_at, a.last_at, crm_kpi.mean_gap(a.purchases), '
         '       crm_kpi.lifecycle_classify(%7$L, ia.n, a.orders, a.first_at, a.last_at), '
-        '       least(a.next_at, CASE WHEN coalesce(ia.n, 0) = 0 THEN ia.next_at END, '
+        '       least(a.next_at, ia.next_at, '
         '             CASE WHEN a.last_at + %10$L::interval >= %7$L THEN a.last_at + %10$L::interval END, '
         '             CASE WHEN a.last_at + %9$L::interval >= %7$L THEN a.last_at + %9$L::interval END, '
         '             CASE WHEN a.orders >= %12$s AND a.first_at + %11$L::interval >= %7$L '
