@@ -180,7 +180,7 @@ COMMENT ON FUNCTION crm_kpi.capture_ok(text, regclass) IS
     'Whether a bound source (and each of its partitions) has its four capture triggers, removable with the extension';
 
 CREATE FUNCTION crm_kpi.capture_new_partitions() RETURNS event_trigger
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

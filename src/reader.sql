@@ -15,7 +15,8 @@ BEGIN
         WHERE c.relnamespace = 'crm_kpi'::regnamespace AND c.relkind IN ('r', 'v')
           AND (c.relname IN (SELECT k.table_name FROM crm_kpi.kpi_tables k)
                OR c.relkind = 'v'
-               OR c.relname IN ('rfm_segments', 'kpi_table_state', 'refresh_history', 'engine_state'))
+               OR c.relname IN ('rfm_segments', 'kpi_table_state', 'refresh_history', 'engine_state', 'change_queue',
+                                'kpi_tables', 'lifecycle_history'))
     LOOP
         EXECUTE format('GRANT SELECT ON %s TO %s', obj.rel, r);
     END LOOP;
@@ -26,6 +27,8 @@ BEGIN
     LOOP
         EXECUTE format('GRANT EXECUTE ON ROUTINE %s TO %s', obj.fn, r);
     END LOOP;
+    -- The worker's status (for crm_kpi.status): volatile, but it only reads shared memory.
+    EXECUTE format('GRANT EXECUTE ON FUNCTION crm_kpi.worker_status() TO %s', r);
 END $$;
 COMMENT ON FUNCTION crm_kpi.grant_reader(regrole) IS
     'Grants a role what dashboards and reports need: USAGE on schema crm_kpi, SELECT on the KPI tables, their views and the status tables, EXECUTE on the read-only functions; nothing that writes, refreshes or binds';

@@ -1,7 +1,7 @@
 -- capture.sql: what the capture triggers record, for every kind of write, and what they leave alone.
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(16);
+SELECT plan(17);
 SET client_min_messages = warning;
 SET crm_kpi.timezone = 'UTC';
 SELECT crm_kpi.create_reference_schema('crm');
@@ -70,6 +70,14 @@ SELECT set_eq('SELECT target, day, customer_id FROM queued',
               'a partitioned source is captured through the parent and in a partition created after binding');
 SELECT crm_kpi.refresh();
 SELECT is((SELECT count(*) FROM crm_kpi.verify()), 0::bigint, 'the KPI tables are exact after all of it');
+
+-- The event trigger that captures new partitions does not get in the way of a role that cannot read the bindings.
+CREATE ROLE crm_kpi_capture_plain;
+GRANT CREATE ON SCHEMA public TO crm_kpi_capture_plain;
+SET ROLE crm_kpi_capture_plain;
+SELECT lives_ok('CREATE TABLE public.plain_role_table (x int)', 'an ordinary role can still create tables');
+RESET ROLE;
+DROP TABLE public.plain_role_table;
 
 -- The history is capped.
 SET crm_kpi.history_limit = 3;

@@ -563,9 +563,7 @@ for my $t (
 }
 is($node->safe_psql('postgres', 'SELECT count(*) FROM crm_kpi.sales_daily WHERE channel IS NULL AND rep_id IS NULL AND day = current_date AND orders = 1 AND revenue = 1'),
 	'0', 'the KPI tables are as they were');
-TODO:
 {
-	local $TODO = 'grant_reader() grants SELECT on crm_kpi.status but not EXECUTE on crm_kpi.worker_status(), which it calls';
 	my ($out, $err) = $reader->{run}->('SELECT count(*) FROM crm_kpi.status;');
 	is($err, '', 'the reader can read crm_kpi.status');
 }
