@@ -45,6 +45,9 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(EXTENSION).control
 	         '\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \quit'; \
 	  cat $(SQL_PARTS); } > $@
 
+# Every object is rebuilt when a header changes (PGXS tracks no header dependencies here).
+$(OBJS): $(wildcard src/*.h)
+
 .PHONY: test demo bench
 test:
 	bash scripts/test.sh

@@ -21,6 +21,7 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
+#include "capture.h"
 #include "worker.h"
 
 /* The prepared capture statement of one trigger */
@@ -29,12 +30,16 @@ typedef struct CapturePlan
 	Oid			tgoid;			/* hash key: the trigger */
 	Oid			relid;			/* the table it is on */
 	bool		valid;			/* false once the table's definition changed */
-	SPIPlanPtr	plan;
+	bool		bound;			/* false when the table is no longer bound: the trigger does nothing */
+	bool		direct;			/* keys read from the transition rows (capture_direct.c) */
+	SPIPlanPtr	plan;			/* else: capture_sql's statement */
+	CaptureDirect columns;
 } CapturePlan;
 
 static HTAB *capture_plans = NULL;
 
-/* The owner of crm_kpi.change_queue, looked up again after any relcache invalidation */
+/* crm_kpi.change_queue and its owner, looked up again after any relcache invalidation */
+static Oid	capture_queue = InvalidOid;
 static Oid	capture_owner = InvalidOid;
 
 /* The search path capture statements run with: pg_catalog only */
@@ -47,6 +52,7 @@ capture_forget(Datum arg, Oid relid)
 	HASH_SEQ_STATUS status;
 	CapturePlan *entry;
 
+	capture_queue = InvalidOid;
 	capture_owner = InvalidOid;
 	hash_seq_init(&status, capture_plans);
 	while ((entry = hash_seq_search(&status)) != NULL)
@@ -89,6 +95,7 @@ capture_queue_owner(void)
 		elog(ERROR, "cache lookup failed for relation %u", queue);
 	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
 	ReleaseSysCache(tuple);
+	capture_queue = queue;
 	capture_owner = owner;
 	return owner;
 }
@@ -106,27 +113,15 @@ capture_event_name(TriggerEvent event)
 	return "truncate";
 }
 
-/* Prepare (once per trigger) the statement that queues the stale keys of this event; NULL when the table is not bound */
-static SPIPlanPtr
-capture_prepare(TriggerData *trigdata, const char *kind)
+/* Work out (inside an SPI connection) how an entry's trigger queues its keys: directly, by a statement, or not at all */
+static void
+capture_prepare(CapturePlan *entry, TriggerData *trigdata, const char *kind)
 {
-	CapturePlan *entry;
-	bool		found;
 	Oid			argtypes[3] = {TEXTOID, OIDOID, TEXTOID};
 	Datum		args[3];
-	char	   *sql;
 	Datum		value;
 	bool		isnull;
 	SPIPlanPtr	plan;
-
-	entry = hash_search(capture_plan_cache(), &trigdata->tg_trigger->tgoid, HASH_ENTER, &found);
-	if (found && entry->valid)
-		return entry->plan;
-	if (found && entry->plan != NULL)
-		SPI_freeplan(entry->plan);
-	entry->plan = NULL;
-	entry->valid = false;
-	entry->relid = RelationGetRelid(trigdata->tg_relation);
 
 	args[0] = CStringGetTextDatum(kind);
 	args[1] = ObjectIdGetDatum(entry->relid);
@@ -139,16 +134,71 @@ capture_prepare(TriggerData *trigdata, const char *kind)
 	{
 		/* No longer bound (a detached partition, say): the trigger does nothing. */
 		entry->valid = true;
-		return NULL;
+		return;
 	}
-	sql = TextDatumGetCString(value);
-	plan = SPI_prepare(sql, 0, NULL);
+	entry->bound = true;
+	if (!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) &&
+		capture_direct_prepare(trigdata->tg_relation, kind, &entry->columns))
+	{
+		entry->direct = true;
+		entry->valid = true;
+		return;
+	}
+	plan = SPI_prepare(TextDatumGetCString(value), 0, NULL);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the capture statement: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan);
 	entry->plan = plan;
 	entry->valid = true;
-	return plan;
+}
+
+/* Connect to SPI as the queue's owner, with pg_catalog alone as search_path, like a SECURITY DEFINER function */
+static void
+capture_spi_begin(Oid *save_userid, int *save_sec_context)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	GetUserIdAndSecContext(save_userid, save_sec_context);
+	SetUserIdAndSecContext(capture_queue_owner(),
+						   *save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	/* the same path on every call keeps the cached plans valid */
+	PushOverrideSearchPath(&capture_search_path);
+}
+
+static void
+capture_spi_end(Oid save_userid, int save_sec_context)
+{
+	PopOverrideSearchPath();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	SPI_finish();
+}
+
+/* The cache entry of a trigger, prepared when new or invalidated */
+static CapturePlan *
+capture_entry(TriggerData *trigdata, const char *kind)
+{
+	CapturePlan *entry;
+	bool		found;
+	Oid			save_userid;
+	int			save_sec_context;
+
+	entry = hash_search(capture_plan_cache(), &trigdata->tg_trigger->tgoid, HASH_ENTER, &found);
+	if (found && entry->valid)
+		return entry;
+	if (found && entry->plan != NULL)
+		SPI_freeplan(entry->plan);
+	entry->plan = NULL;
+	entry->valid = false;
+	entry->bound = false;
+	entry->direct = false;
+	entry->relid = RelationGetRelid(trigdata->tg_relation);
+	capture_spi_begin(&save_userid, &save_sec_context);
+	/* capture_sql's statement reads the transition tables: they must be known to parse it */
+	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
+		elog(ERROR, "SPI_register_trigger_data failed");
+	capture_prepare(entry, trigdata, kind);
+	capture_spi_end(save_userid, save_sec_context);
+	return entry;
 }
 
 PG_FUNCTION_INFO_V1(crm_kpi_capture);
@@ -157,9 +207,10 @@ Datum
 crm_kpi_capture(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	const char *kind;
+	CapturePlan *entry;
 	Oid			save_userid;
 	int			save_sec_context;
-	SPIPlanPtr	plan;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -170,28 +221,26 @@ crm_kpi_capture(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("crm_kpi.capture() must be an AFTER ... FOR EACH STATEMENT trigger with one argument, the source kind")));
+	kind = trigdata->tg_trigger->tgargs[0];
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	entry = capture_entry(trigdata, kind);
+	if (!entry->bound)
+		return PointerGetDatum(NULL);
+	if (entry->direct)
+	{
+		capture_queue_owner();	/* looks the queue up when not known */
+		if (capture_direct_run(trigdata, kind, capture_queue, &entry->columns) > 0)
+			worker_wake_after_commit();
+		return PointerGetDatum(NULL);
+	}
+
+	capture_spi_begin(&save_userid, &save_sec_context);
 	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "SPI_register_trigger_data failed");
-
-	/* Run as the queue's owner with a safe search_path, like a SECURITY DEFINER function */
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(capture_queue_owner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-	/* pg_catalog only; the same path on every call keeps the cached plan valid */
-	PushOverrideSearchPath(&capture_search_path);
-
-	plan = capture_prepare(trigdata, trigdata->tg_trigger->tgargs[0]);
-	if (plan != NULL && SPI_execute_plan(plan, NULL, NULL, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_plan(entry->plan, NULL, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "the capture statement failed");
-
-	PopOverrideSearchPath();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	SPI_finish();
-	if (plan != NULL)
-		worker_wake_after_commit();
+	capture_spi_end(save_userid, save_sec_context);
+	worker_wake_after_commit();
 	return PointerGetDatum(NULL);
 }
 

@@ -37,6 +37,20 @@ INSERT INTO crm_kpi.queue_routes VALUES
     ('survey_responses', 'satisfaction', 'day'),
     ('marketing_spend', 'marketing', 'month');
 
+-- The binding a table's capture triggers serve: its own, or that of the partitioned table it is a partition of.
+CREATE FUNCTION crm_kpi.capture_binding(kind text, source regclass) RETURNS crm_kpi.source_bindings
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN (SELECT s
+            FROM crm_kpi.source_bindings s
+            JOIN (SELECT capture_binding.source AS relid, 0 AS depth
+                  UNION ALL SELECT a.relid, row_number() OVER () FROM pg_partition_ancestors(capture_binding.source) a) t
+              ON t.relid = s.source
+            WHERE s.kind = capture_binding.kind
+            ORDER BY t.depth LIMIT 1);
+COMMENT ON FUNCTION crm_kpi.capture_binding(text, regclass) IS
+    'The binding of kind that a table''s capture triggers serve: the table''s own, or its nearest partitioned ancestor''s; NULL when none';
+
 -- The statement a capture trigger runs: queue the distinct (day, customer) keys of the statement's rows, one row each.
 CREATE FUNCTION crm_kpi.capture_sql(kind text, source regclass, event text) RETURNS text
     LANGUAGE plpgsql STABLE PARALLEL SAFE
@@ -48,15 +62,8 @@ DECLARE
     keys text[];
     rows_sql text;
 BEGIN
-    -- The binding of the table, or of the partitioned table it is a partition of.
-    SELECT s.* INTO b
-    FROM crm_kpi.source_bindings s
-    JOIN (SELECT capture_sql.source AS relid, 0 AS depth
-          UNION ALL SELECT a.relid, row_number() OVER () FROM pg_partition_ancestors(capture_sql.source) a) t
-      ON t.relid = s.source
-    WHERE s.kind = capture_sql.kind
-    ORDER BY t.depth LIMIT 1;
-    IF NOT FOUND THEN
+    b := crm_kpi.capture_binding(kind, source);
+    IF b.kind IS NULL THEN
         RETURN NULL;
     END IF;
     IF event = 'truncate' THEN
@@ -93,6 +100,35 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION crm_kpi.capture_sql(text, regclass, text) IS
     'The statement a capture trigger of a bound source runs for an event (insert, update, delete, truncate): it queues, once each, the (day, customer) keys of the transition rows under the source''s kind';
+
+-- The keys a capture trigger can read straight from its transition rows, when every one is a plain column.
+CREATE FUNCTION crm_kpi.capture_columns(kind text, source regclass)
+    RETURNS TABLE (day_column name, day_is_date boolean, customer_column name, timezone text)
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b crm_kpi.source_bindings;
+BEGIN
+    b := crm_kpi.capture_binding(kind, source);
+    -- A filter, or a key mapped to an expression: the trigger runs capture_sql's statement instead.
+    IF b.kind IS NULL OR b.mapping ? '_filter' OR EXISTS (
+        SELECT FROM crm_kpi.capture_keys k, unnest(ARRAY[k.day_column, k.customer_column]) c
+        WHERE k.kind = capture_columns.kind AND c IS NOT NULL
+          AND jsonb_typeof(b.mapping -> c::text) IS DISTINCT FROM 'string') THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT (b.mapping ->> k.day_column::text)::name, dc.data_type = 'date'::regtype,
+           (b.mapping ->> k.customer_column::text)::name,
+           coalesce((SELECT e.timezone FROM crm_kpi.engine_state e), 'UTC')
+    FROM crm_kpi.capture_keys k
+    LEFT JOIN crm_kpi.source_contract dc ON dc.kind = k.kind AND dc.column_name = k.day_column
+    WHERE k.kind = capture_columns.kind
+    ORDER BY k.day_column, k.customer_column;
+END $$;
+COMMENT ON FUNCTION crm_kpi.capture_columns(text, regclass) IS
+    'The columns of a bound source that hold its capture keys (day column, whether the contract makes it a date, customer column) and the KPI time zone; no rows when a key is an expression or the binding has a filter, so that the trigger runs capture_sql''s statement instead';
 
 CREATE FUNCTION crm_kpi.capture() RETURNS trigger
     AS 'MODULE_PATHNAME', 'crm_kpi_capture'

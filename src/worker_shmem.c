@@ -131,7 +131,8 @@ worker_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
 	{
-		if (worker_wake_pending)
+		/* A disabled worker is not woken (each wake-up costs it a look at the catalogue) */
+		if (worker_wake_pending && worker_enabled)
 			worker_wake(MyDatabaseId);
 		if (worker_launch_pending)
 			worker_want_here();
