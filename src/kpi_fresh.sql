@@ -13,17 +13,46 @@ COMMENT ON FUNCTION crm_kpi.source_sql(text) IS
     'The rows of every source bound to a kind, as the contract''s columns (no rows when none is bound)';
 
 -- A FROM item: a relation, or when keyed only its rows whose time column falls in one of the days or months of $1.
-CREATE FUNCTION crm_kpi.period_rows(relation text, alias text, time_column name, grain text, tz text, keyed boolean)
+CREATE FUNCTION crm_kpi.period_rows(relation text, alias text, time_column name, grain text, tz text, keys date[])
     RETURNS text
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
-    RETURN CASE WHEN NOT keyed THEN format('%s AS %s', relation, alias)
-                ELSE format('(SELECT y.* FROM unnest($1::date[]) AS key (first_day) CROSS JOIN LATERAL '
-                            '(SELECT * FROM %1$s AS z WHERE z.%3$I >= (key.first_day::timestamp AT TIME ZONE %4$L) '
-                            'AND z.%3$I < ((key.first_day + interval %5$L)::timestamp AT TIME ZONE %4$L)) AS y) AS %2$s',
-                            relation, alias, time_column, tz, '1 ' || grain) END;
-COMMENT ON FUNCTION crm_kpi.period_rows(text, text, name, text, text, boolean) IS
-    'SQL of a FROM item: a relation, or (keyed) only its rows whose time column lies in the days or months listed in $1, one index-friendly range per day or month';
+    RETURN CASE
+        WHEN keys IS NULL THEN format('(SELECT * FROM %1$s AS z WHERE z.%3$I IS NOT NULL) AS %2$s', relation, alias, time_column)
+        -- Few periods: runs of consecutive ones as literal ranges, which the planner can estimate.
+        WHEN cardinality(keys) <= 64 THEN format('(SELECT * FROM %1$s AS z WHERE %3$s) AS %2$s', relation, alias, (
+            SELECT coalesce(string_agg(CASE WHEN isfinite(r.first) THEN format('(z.%1$I >= %2$L AND z.%1$I < %3$L)', time_column,
+                                                                                 r.first::timestamp AT TIME ZONE tz,
+                                                                                 (r.last + ('1 ' || grain)::interval)::timestamp AT TIME ZONE tz)
+                                            ELSE format('z.%I = %L', time_column, r.first::timestamp AT TIME ZONE tz) END, ' OR '),
+                            'false')
+            FROM (SELECT min(i.k) AS first, max(i.k) AS last
+                  FROM (SELECT k.k,
+                               CASE WHEN NOT isfinite(k.k) THEN k.k::text  -- infinity alone
+                                    WHEN grain = 'day' THEN (k.k - (dense_rank() OVER (ORDER BY k.k))::integer)::text
+                                    ELSE (12 * extract(year FROM k.k) + extract(month FROM k.k)
+                                          - dense_rank() OVER (ORDER BY k.k))::text END AS run
+                        FROM (SELECT DISTINCT d AS k FROM unnest(keys) d WHERE d IS NOT NULL) k) i
+                  GROUP BY i.run) r))
+        ELSE format('(SELECT y.* FROM unnest($1::date[]) AS key (first_day) CROSS JOIN LATERAL '
+                    '(SELECT * FROM %1$s AS z WHERE z.%3$I >= (key.first_day::timestamp AT TIME ZONE %4$L) '
+                    'AND z.%3$I < ((key.first_day + interval %5$L)::timestamp AT TIME ZONE %4$L)) AS y) AS %2$s',
+                    relation, alias, time_column, tz, '1 ' || grain) END;
+COMMENT ON FUNCTION crm_kpi.period_rows(text, text, name, text, text, date[]) IS
+    'SQL of a FROM item: the rows of a relation that have a time (a row without one is in no day), or only those whose time column lies in the days or months keys lists (index-friendly ranges: literal ones for runs of consecutive periods when there are few, else one per period read from $1)';
+
+-- The current settings, as an engine_state row at as_of.
+CREATE FUNCTION crm_kpi.wanted_settings(as_of timestamptz) RETURNS crm_kpi.engine_state
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN ROW(true, NULL, as_of, current_setting('crm_kpi.timezone'),
+               current_setting('crm_kpi.active_window')::interval,
+               current_setting('crm_kpi.churn_after')::interval,
+               current_setting('crm_kpi.loyal_min_tenure')::interval,
+               current_setting('crm_kpi.loyal_min_orders')::integer,
+               current_setting('crm_kpi.resolution_sla')::interval)::crm_kpi.engine_state;
+COMMENT ON FUNCTION crm_kpi.wanted_settings(timestamptz) IS
+    'The current time zone, lifecycle and SLA settings as an engine_state row at as_of (what a rebuild adopts)';
 
 -- The settings KPIs are computed with: those the tables were built with, or the current ones before the first build.
 CREATE FUNCTION crm_kpi.engine_settings() RETURNS crm_kpi.engine_state
@@ -31,12 +60,7 @@ CREATE FUNCTION crm_kpi.engine_settings() RETURNS crm_kpi.engine_state
     SET search_path = pg_catalog, pg_temp
     RETURN (SELECT CASE WHEN e.built_at IS NOT NULL THEN e
                         WHEN crm_kpi.library_version() IS NULL THEN NULL  -- loads the library and its settings
-                        ELSE ROW(true, NULL, now(), current_setting('crm_kpi.timezone'),
-                                 current_setting('crm_kpi.active_window')::interval,
-                                 current_setting('crm_kpi.churn_after')::interval,
-                                 current_setting('crm_kpi.loyal_min_tenure')::interval,
-                                 current_setting('crm_kpi.loyal_min_orders')::integer,
-                                 current_setting('crm_kpi.resolution_sla')::interval)::crm_kpi.engine_state END
+                        ELSE crm_kpi.wanted_settings(now()) END
             FROM crm_kpi.engine_state e);
 COMMENT ON FUNCTION crm_kpi.engine_settings() IS
     'The settings and instant the KPI tables are computed with: engine_state once built, else the current settings at now()';
@@ -48,25 +72,29 @@ AS $$
 DECLARE
     st crm_kpi.engine_state := crm_kpi.engine_settings();
     sel text;
+    -- A few days: each order's customer by its key (a hash of every customer would cost more than the days).
+    customer_join text := 'LEFT JOIN LATERAL (SELECT c.* FROM c WHERE c.customer_id = s.customer_id OFFSET 0) cu ON true';
 BEGIN
     IF days IS NULL OR cardinality(days) > 31 THEN
+        customer_join := 'LEFT JOIN c cu ON cu.customer_id = s.customer_id';
         -- Everything, or many days: one pass over the orders in customer order beats a lookup per order.
         sel := 'SELECT * FROM (SELECT o.*, lag(o.ordered_at) OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS prev_at '
-               'FROM o WHERE o.status = ''completed'') w'
+               'FROM o WHERE o.status = ''completed'' AND o.ordered_at IS NOT NULL) w'
                || CASE WHEN days IS NULL THEN ''
                        ELSE format(' WHERE (w.ordered_at AT TIME ZONE %L)::date = ANY($1)', st.timezone) END;
     ELSE
         sel := 'SELECT o.*, (SELECT max(p.ordered_at) FROM o p WHERE p.customer_id = o.customer_id AND p.status = ''completed'''
                ' AND p.ordered_at <= o.ordered_at AND (p.ordered_at < o.ordered_at OR p.order_id < o.order_id)) AS prev_at '
-               'FROM ' || crm_kpi.period_rows('o', 'o', 'ordered_at', 'day', st.timezone, true) || ' WHERE o.status = ''completed''';
+               'FROM ' || crm_kpi.period_rows('o', 'o', 'ordered_at', 'day', st.timezone, days) || ' WHERE o.status = ''completed''';
     END IF;
     RETURN QUERY EXECUTE format(
         'WITH o AS NOT MATERIALIZED (%s), c AS NOT MATERIALIZED (%s) '
         'SELECT (s.ordered_at AT TIME ZONE %L)::date, s.rep_id, cu.acquisition_channel, count(*), coalesce(sum(s.amount), 0), '
         '       count(*) FILTER (WHERE cu.customer_id IS NOT NULL AND s.prev_at IS NULL), '
         '       count(*) FILTER (WHERE cu.customer_id IS NOT NULL AND s.prev_at + %L::interval <= s.ordered_at) '
-        'FROM (%s) s LEFT JOIN c cu ON cu.customer_id = s.customer_id GROUP BY 1, 2, 3',
-        crm_kpi.source_sql('orders'), crm_kpi.source_sql('customers'), st.timezone, st.churn_after, sel) USING days;
+        'FROM (%s) s %s GROUP BY 1, 2, 3',
+        crm_kpi.source_sql('orders'), crm_kpi.source_sql('customers'), st.timezone, st.churn_after, sel, customer_join)
+        USING days;
 END $$;
 COMMENT ON FUNCTION crm_kpi.fresh_sales_daily(date[]) IS
     'crm_kpi.sales_daily computed from the sources, for the given days (all when NULL)';
@@ -77,8 +105,8 @@ CREATE FUNCTION crm_kpi.fresh_pipeline_daily(days date[] DEFAULT NULL) RETURNS S
 AS $$
 DECLARE
     st crm_kpi.engine_state := crm_kpi.engine_settings();
-    by_created text := crm_kpi.period_rows('p', 'p', 'created_at', 'day', st.timezone, days IS NOT NULL);
-    by_closed text := crm_kpi.period_rows('p', 'p', 'closed_at', 'day', st.timezone, days IS NOT NULL);
+    by_created text := crm_kpi.period_rows('p', 'p', 'created_at', 'day', st.timezone, days);
+    by_closed text := crm_kpi.period_rows('p', 'p', 'closed_at', 'day', st.timezone, days);
 BEGIN
     RETURN QUERY EXECUTE format(
         'WITH p AS NOT MATERIALIZED (%1$s) '
@@ -111,7 +139,7 @@ BEGIN
         '       coalesce(sum(t.replies) FILTER (WHERE t.resolved_at IS NOT NULL), 0), count(*) FILTER (WHERE t.is_complaint) '
         'FROM %s WHERE t.opened_at IS NOT NULL GROUP BY 1',
         crm_kpi.source_sql('tickets'), st.timezone, st.resolution_sla,
-        crm_kpi.period_rows('t', 't', 'opened_at', 'day', st.timezone, days IS NOT NULL)) USING days;
+        crm_kpi.period_rows('t', 't', 'opened_at', 'day', st.timezone, days)) USING days;
 END $$;
 COMMENT ON FUNCTION crm_kpi.fresh_service_daily(date[]) IS
     'crm_kpi.service_daily computed from the sources, for the given days (all when NULL)';
@@ -129,7 +157,7 @@ BEGIN
         '       crm_kpi.csat_agg(r.score) FILTER (WHERE r.kind = ''csat'') '
         'FROM %s WHERE r.answered_at IS NOT NULL GROUP BY 1',
         crm_kpi.source_sql('survey_responses'), st.timezone,
-        crm_kpi.period_rows('r', 'r', 'answered_at', 'day', st.timezone, days IS NOT NULL)) USING days;
+        crm_kpi.period_rows('r', 'r', 'answered_at', 'day', st.timezone, days)) USING days;
 END $$;
 COMMENT ON FUNCTION crm_kpi.fresh_satisfaction_daily(date[]) IS
     'crm_kpi.satisfaction_daily computed from the sources, for the given days (all when NULL)';
@@ -221,7 +249,7 @@ BEGIN
         '      FROM %3$s JOIN crm_kpi.customer_stats cs ON cs.customer_id = o.customer_id AND cs.first_order_at IS NOT NULL '
         '      WHERE o.status = ''completed'' GROUP BY 1, 2) x',
         crm_kpi.source_sql('orders'), st.timezone,
-        crm_kpi.period_rows('o', 'o', 'ordered_at', 'month', st.timezone, months IS NOT NULL)) USING months;
+        crm_kpi.period_rows('o', 'o', 'ordered_at', 'month', st.timezone, months)) USING months;
 END $$;
 COMMENT ON FUNCTION crm_kpi.fresh_cohort_monthly(date[]) IS
     'crm_kpi.cohort_monthly computed from the orders and crm_kpi.customer_stats, for the given months (all when NULL)';
@@ -245,7 +273,7 @@ BEGIN
         crm_kpi.source_sql('marketing_spend'),
         CASE WHEN months IS NOT NULL THEN ' AND date_trunc(''month'', m.day)::date = ANY($1)' ELSE '' END,
         st.timezone,
-        crm_kpi.period_rows('crm_kpi.customer_stats', 'cs', 'first_order_at', 'month', st.timezone, months IS NOT NULL))
+        crm_kpi.period_rows('crm_kpi.customer_stats', 'cs', 'first_order_at', 'month', st.timezone, months))
         USING months;
 END $$;
 COMMENT ON FUNCTION crm_kpi.fresh_marketing_monthly(date[]) IS

@@ -297,6 +297,12 @@ BEGIN
     FROM taken k JOIN crm_kpi.queue_routes r ON r.kind = k.target WHERE k.day IS NOT NULL
     UNION
     SELECT 'customer', NULL, k.customer_id FROM taken k WHERE k.customer_id IS NOT NULL;
+    GET DIAGNOSTICS rows = ROW_COUNT;
+    IF rows > 0 THEN
+        -- The queue's size swings between refreshes: without fresh statistics, the joins below may be planned
+        -- for an empty queue (nested loops over thousands of keys).
+        ANALYZE crm_kpi.change_queue;
+    END IF;
     WITH picked AS (SELECT DISTINCT q.customer_id FROM crm_kpi.change_queue q
                     WHERE q.target = 'customer' AND q.customer_id IS NOT NULL LIMIT n),
     taken AS (DELETE FROM crm_kpi.change_queue q USING picked p
@@ -338,29 +344,25 @@ END $$;
 COMMENT ON FUNCTION crm_kpi.refresh_batch(jsonb) IS
     'Takes one batch of stale keys from the queue (customers first, then days and months, at most crm_kpi.refresh_batch_size) and recomputes them; adds the rows written to the per-table counts';
 
--- Adopt the current settings for the next rebuild; returns whether the time zone changed.
-CREATE FUNCTION crm_kpi.adopt_settings() RETURNS boolean
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+-- Adopt settings for a rebuild; returns whether the time zone changed.
+CREATE FUNCTION crm_kpi.adopt_settings(wanted crm_kpi.engine_state) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     old_timezone text := (SELECT timezone FROM crm_kpi.engine_state);
 BEGIN
-    PERFORM crm_kpi.lifecycle_classify(now(), 0, 0, NULL, NULL);  -- raises if churn_after <= active_window
     UPDATE crm_kpi.engine_state SET
-        timezone = current_setting('crm_kpi.timezone'),
-        active_window = current_setting('crm_kpi.active_window')::interval,
-        churn_after = current_setting('crm_kpi.churn_after')::interval,
-        loyal_min_tenure = current_setting('crm_kpi.loyal_min_tenure')::interval,
-        loyal_min_orders = current_setting('crm_kpi.loyal_min_orders')::integer,
-        resolution_sla = current_setting('crm_kpi.resolution_sla')::interval;
-    RETURN old_timezone IS DISTINCT FROM current_setting('crm_kpi.timezone');
+        timezone = wanted.timezone, active_window = wanted.active_window, churn_after = wanted.churn_after,
+        loyal_min_tenure = wanted.loyal_min_tenure, loyal_min_orders = wanted.loyal_min_orders,
+        resolution_sla = wanted.resolution_sla;
+    RETURN old_timezone IS DISTINCT FROM wanted.timezone;
 END $$;
-COMMENT ON FUNCTION crm_kpi.adopt_settings() IS
-    'Copies the current time zone, lifecycle and SLA settings into engine_state for a rebuild; true when the time zone changed';
+COMMENT ON FUNCTION crm_kpi.adopt_settings(crm_kpi.engine_state) IS
+    'Copies the time zone, lifecycle and SLA settings of a rebuild (crm_kpi.wanted_settings) into engine_state; true when the time zone changed';
 
 -- The work of refresh() and rebuild(), under the tables' own settings; records the run.
-CREATE FUNCTION crm_kpi.run_engine(full_rebuild boolean, reattach boolean, max_batches integer)
+CREATE FUNCTION crm_kpi.run_engine(full_rebuild boolean, adopt crm_kpi.engine_state, max_batches integer)
     RETURNS crm_kpi.refresh_history
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
@@ -381,9 +383,14 @@ DECLARE
     err text;
     errstate text;
     failed_table text;
+    reattach boolean := false;
     run crm_kpi.refresh_history;
 BEGIN
     BEGIN
+        -- Inside the block: a rebuild that fails keeps the settings the tables were built with.
+        IF adopt.timezone IS NOT NULL THEN
+            reattach := crm_kpi.adopt_settings(adopt);
+        END IF;
         IF full_rebuild THEN
             checked := clock_timestamp();
             DELETE FROM crm_kpi.change_queue;
@@ -459,15 +466,14 @@ BEGIN
     END IF;
     RETURN run;
 END $$;
-COMMENT ON FUNCTION crm_kpi.run_engine(boolean, boolean, integer) IS
-    'The work of crm_kpi.refresh() and crm_kpi.rebuild() under the settings the tables are built with: batches until the queue is empty (or max_batches), all or nothing, recorded in kpi_table_state and (unless there was nothing to do; run_id is then NULL) in refresh_history';
+COMMENT ON FUNCTION crm_kpi.run_engine(boolean, crm_kpi.engine_state, integer) IS
+    'The work of crm_kpi.refresh() and crm_kpi.rebuild() under the settings the tables are built with (a rebuild first adopts the settings adopt, unless NULL; a failed one keeps the old): batches until the queue is empty (or max_batches), all or nothing, recorded in kpi_table_state and (unless there was nothing to do; run_id is then NULL) in refresh_history';
 
 CREATE FUNCTION crm_kpi.refresh(max_batches integer DEFAULT NULL) RETURNS crm_kpi.refresh_history
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    reattach boolean := false;
     full_rebuild boolean;
 BEGIN
     IF max_batches < 1 THEN
@@ -478,9 +484,10 @@ BEGIN
     full_rebuild := (SELECT built_at IS NULL FROM crm_kpi.engine_state)
                     OR EXISTS (SELECT FROM crm_kpi.change_queue WHERE target = '*');
     IF full_rebuild THEN
-        reattach := crm_kpi.adopt_settings();
+        PERFORM crm_kpi.lifecycle_classify(now(), 0, 0, NULL, NULL);  -- raises if churn_after <= active_window
+        RETURN crm_kpi.run_engine(true, crm_kpi.wanted_settings(now()), max_batches);
     END IF;
-    RETURN crm_kpi.run_engine(full_rebuild, reattach, max_batches);
+    RETURN crm_kpi.run_engine(false, NULL, max_batches);
 END $$;
 COMMENT ON FUNCTION crm_kpi.refresh(integer) IS
     'Brings the KPI tables up to date: recomputes the stale days, months and customers in batches (all, or max_batches) and what time alone changed; rebuilds instead when never built or a source was truncated, bound or unbound. One refresh at a time; writers never wait for it';
@@ -489,13 +496,11 @@ CREATE FUNCTION crm_kpi.rebuild() RETURNS crm_kpi.refresh_history
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    reattach boolean;
 BEGIN
     PERFORM crm_kpi.library_version();  -- loads the library, so that its settings are defined
     PERFORM pg_advisory_xact_lock(7226110472398251520);
-    reattach := crm_kpi.adopt_settings();
-    RETURN crm_kpi.run_engine(true, reattach, NULL);
+    PERFORM crm_kpi.lifecycle_classify(now(), 0, 0, NULL, NULL);  -- raises if churn_after <= active_window
+    RETURN crm_kpi.run_engine(true, crm_kpi.wanted_settings(now()), NULL);
 END $$;
 COMMENT ON FUNCTION crm_kpi.rebuild() IS
     'Recomputes every KPI table from scratch with the current settings (first fill, after a restore, after crm_kpi.timezone, churn_after or another setting they depend on changed)';
