@@ -151,13 +151,15 @@ BEGIN
                   DETAIL = array_to_string(problems, E'\n'),
                   HINT = 'See crm_kpi.source_contract for the columns of each kind.';
     END IF;
+    DELETE FROM crm_kpi.pending_bindings p WHERE p.kind = bind_source.kind AND p.source = bind_source.source;
+    -- Capture its changes from now on (before the binding is written: crm_kpi.hold_restored_binding() holds a
+    -- binding whose table has no capture triggers); the KPI tables are rebuilt at the next refresh.
+    PERFORM crm_kpi.capture_attach(kind, source);
     INSERT INTO crm_kpi.source_bindings AS b (kind, source, mapping)
     VALUES (kind, source, mapping)
     ON CONFLICT ON CONSTRAINT source_bindings_pkey
     DO UPDATE SET mapping = EXCLUDED.mapping, bound_by = current_user, bound_at = now();
-    -- Capture its changes from now on; the KPI tables are rebuilt at the next refresh.
-    PERFORM crm_kpi.capture_attach(kind, source);
-    INSERT INTO crm_kpi.change_queue (target) VALUES ('*');
+    -- (its trigger crm_kpi.hold_restored_binding() queued the rebuild)
 END $$;
 COMMENT ON FUNCTION crm_kpi.bind_source(text, regclass, jsonb) IS
     'Binds a CRM table (plain, partitioned or a view; owner only) as a source of a kind, mapping each contract column to a column or {"expr": "SQL"}; validates everything and reports every problem at once';
@@ -166,12 +168,16 @@ CREATE FUNCTION crm_kpi.unbind_source(kind text, source regclass) RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    held boolean;
 BEGIN
     IF NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = source), 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table %', source USING ERRCODE = 'insufficient_privilege';
     END IF;
+    DELETE FROM crm_kpi.pending_bindings p WHERE p.kind = unbind_source.kind AND p.source = unbind_source.source;
+    held := FOUND;
     DELETE FROM crm_kpi.source_bindings b WHERE b.kind = unbind_source.kind AND b.source = unbind_source.source;
-    IF NOT FOUND THEN
+    IF NOT FOUND AND NOT held THEN
         RAISE EXCEPTION '% is not bound as the % source', source, kind USING ERRCODE = 'undefined_object';
     END IF;
     PERFORM crm_kpi.capture_detach(kind, source);
@@ -207,6 +213,9 @@ BEGIN
     DELETE FROM crm_kpi.lifecycle_tracking t
     WHERE t.source_table::oid IN (SELECT d.objid FROM pg_event_trigger_dropped_objects() d
                                   WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0);
+    DELETE FROM crm_kpi.pending_bindings p
+    WHERE p.source::oid IN (SELECT d.objid FROM pg_event_trigger_dropped_objects() d
+                            WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0);
     DELETE FROM crm_kpi.source_bindings b
     WHERE b.source::oid IN (SELECT d.objid FROM pg_event_trigger_dropped_objects() d
                             WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0);
@@ -215,9 +224,99 @@ BEGIN
     END IF;
 END $$;
 COMMENT ON FUNCTION crm_kpi.forget_dropped_tables() IS
-    'Event trigger: forgets the bindings and lifecycle tracking of tables that are dropped (lifecycle history stays)';
+    'Event trigger: forgets the bindings (held ones too) and lifecycle tracking of tables that are dropped (lifecycle history stays)';
 
 CREATE EVENT TRIGGER crm_kpi_forget_dropped_tables ON sql_drop
     EXECUTE FUNCTION crm_kpi.forget_dropped_tables();
 COMMENT ON EVENT TRIGGER crm_kpi_forget_dropped_tables IS
     'Keeps crm_kpi.source_bindings and crm_kpi.lifecycle_tracking free of dropped tables';
+
+-- Restoring a dump. pg_dump keeps crm_kpi.source_bindings (extension configuration) and the capture
+-- triggers (on the CRM's tables); pg_restore and psql restore the bindings with the data, and the
+-- triggers after the data of their table. A refresh in between (the worker starts at CREATE EXTENSION)
+-- would read sources whose restored rows were never captured, and would put the missing capture
+-- triggers on them itself, so that the restore's own CREATE TRIGGER fails. So a binding that arrives
+-- without its capture triggers is held in crm_kpi.pending_bindings, and bound once they are restored.
+
+-- Make a source's restored capture triggers (a plain dependency on crm_kpi.capture()) go with the extension.
+CREATE FUNCTION crm_kpi.adopt_capture_triggers(kind text, source regclass) RETURNS void
+    LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT x.tgrelid::regclass AS rel, x.tgname
+             FROM crm_kpi.capture_tables(source) AS t (t)
+             JOIN pg_trigger x ON x.tgrelid = t.t
+             WHERE x.tgfoid = 'crm_kpi.capture()'::regprocedure
+               AND x.tgname IN (SELECT format('crm_kpi_%s_%s', kind, ev) FROM unnest(ARRAY['ins', 'upd', 'del', 'trunc']) ev)
+               AND EXISTS (SELECT FROM pg_depend d
+                           WHERE d.classid = 'pg_trigger'::regclass AND d.objid = x.oid
+                             AND d.refclassid = 'pg_proc'::regclass AND d.refobjid = x.tgfoid AND d.deptype = 'n') LOOP
+        PERFORM crm_kpi.capture_loosen(g.rel, g.tgname);
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION crm_kpi.adopt_capture_triggers(text, regclass) IS
+    'Makes the capture triggers of a source that a restore created (CREATE TRIGGER ... crm_kpi.capture()) removable with the extension, like those crm_kpi.capture_attach() makes';
+
+CREATE FUNCTION crm_kpi.hold_restored_binding() RETURNS trigger
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT crm_kpi.capture_ok(NEW.kind, NEW.source) THEN
+        -- A parallel restore creates triggers in other sessions: serialized with crm_kpi.bind_restored(),
+        -- one of the two sees what the other did.
+        PERFORM pg_advisory_xact_lock(7226110472398251521);
+        PERFORM crm_kpi.adopt_capture_triggers(NEW.kind, NEW.source);  -- restored before the binding
+    END IF;
+    IF crm_kpi.capture_ok(NEW.kind, NEW.source) THEN
+        -- Bound (bind_source attaches the triggers first), restored after its triggers, or a view or a
+        -- kind that needs no capture: the KPI tables are rebuilt.
+        INSERT INTO crm_kpi.change_queue (target) VALUES ('*');
+        RETURN NEW;
+    END IF;
+    INSERT INTO crm_kpi.pending_bindings AS p (kind, source, mapping, bound_by, bound_at)
+    VALUES (NEW.kind, NEW.source, NEW.mapping, NEW.bound_by, NEW.bound_at)
+    ON CONFLICT ON CONSTRAINT pending_bindings_pkey
+    DO UPDATE SET mapping = EXCLUDED.mapping, bound_by = EXCLUDED.bound_by, bound_at = EXCLUDED.bound_at;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION crm_kpi.hold_restored_binding() IS
+    'Trigger of crm_kpi.source_bindings: a binding written while its table lacks the capture triggers (restored from a dump before them) is held in crm_kpi.pending_bindings instead; any other queues a rebuild';
+
+CREATE TRIGGER hold_restored_binding BEFORE INSERT ON crm_kpi.source_bindings
+    FOR EACH ROW EXECUTE FUNCTION crm_kpi.hold_restored_binding();
+COMMENT ON TRIGGER hold_restored_binding ON crm_kpi.source_bindings IS
+    'Holds a binding whose table has no capture triggers yet (a restore) in crm_kpi.pending_bindings';
+
+CREATE FUNCTION crm_kpi.bind_restored() RETURNS event_trigger
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_event_trigger_ddl_commands() c JOIN pg_trigger x ON x.oid = c.objid
+                   WHERE c.classid = 'pg_trigger'::regclass AND x.tgfoid = 'crm_kpi.capture()'::regprocedure) THEN
+        RETURN;
+    END IF;
+    -- Serialized with crm_kpi.hold_restored_binding() (a parallel restore writes the bindings in another session).
+    PERFORM pg_advisory_xact_lock(7226110472398251521);
+    FOR p IN SELECT h.kind, h.source FROM crm_kpi.pending_bindings h LOOP
+        PERFORM crm_kpi.adopt_capture_triggers(p.kind, p.source);
+    END LOOP;
+    -- Held bindings whose tables now have every capture trigger are bound (crm_kpi.hold_restored_binding() queues the rebuild).
+    WITH ready AS (DELETE FROM crm_kpi.pending_bindings h WHERE crm_kpi.capture_ok(h.kind, h.source) RETURNING h.*)
+    INSERT INTO crm_kpi.source_bindings (kind, source, mapping, bound_by, bound_at)
+    SELECT r.kind, r.source, r.mapping, r.bound_by, r.bound_at FROM ready r;
+END $$;
+COMMENT ON FUNCTION crm_kpi.bind_restored() IS
+    'Event trigger: when a restore creates the capture triggers of a held binding, makes them removable with the extension and, once its table has all of them, binds it (the KPI tables are then rebuilt)';
+
+CREATE EVENT TRIGGER crm_kpi_bind_restored ON ddl_command_end
+    WHEN TAG IN ('CREATE TRIGGER')
+    EXECUTE FUNCTION crm_kpi.bind_restored();
+COMMENT ON EVENT TRIGGER crm_kpi_bind_restored IS
+    'Binds the sources a restore held back once their capture triggers are restored';
