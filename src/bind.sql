@@ -31,8 +31,8 @@ CREATE FUNCTION crm_kpi.binding_select(kind text, source regclass, mapping jsonb
 COMMENT ON FUNCTION crm_kpi.binding_select(text, regclass, jsonb) IS
     'The SELECT that reads a bound table as the contract columns of its kind (optional "_filter" keeps only some rows)';
 
--- Problems with a binding, all of them; no rows when it is valid.
-CREATE FUNCTION crm_kpi.binding_problems(kind text, source regclass, mapping jsonb) RETURNS SETOF text
+-- Problems with the shape of a binding, all of them; no rows when it is valid.
+CREATE FUNCTION crm_kpi.binding_shape_problems(kind text, source regclass, mapping jsonb) RETURNS SETOF text
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -43,7 +43,7 @@ DECLARE
     col_type regtype;
     msg text;
 BEGIN
-    IF NOT EXISTS (SELECT FROM crm_kpi.source_contract sc WHERE sc.kind = binding_problems.kind) THEN
+    IF NOT EXISTS (SELECT FROM crm_kpi.source_contract sc WHERE sc.kind = binding_shape_problems.kind) THEN
         RETURN NEXT format('unknown kind "%s" (kinds: %s)', kind,
                            (SELECT string_agg(DISTINCT sc.kind, ', ') FROM crm_kpi.source_contract sc));
         RETURN;
@@ -57,14 +57,14 @@ BEGIN
     END IF;
     FOR k, v IN SELECT * FROM jsonb_each(mapping) LOOP
         IF k <> '_filter' AND NOT EXISTS (SELECT FROM crm_kpi.source_contract sc
-                                          WHERE sc.kind = binding_problems.kind AND sc.column_name = k) THEN
+                                          WHERE sc.kind = binding_shape_problems.kind AND sc.column_name = k) THEN
             RETURN NEXT format('"%s" is not a column of the %s contract', k, kind);
         ELSIF NOT (jsonb_typeof(v) = 'string' OR (jsonb_typeof(v) = 'object' AND jsonb_typeof(v -> 'expr') = 'string'
                                                    AND (SELECT count(*) FROM jsonb_object_keys(v)) = 1)) THEN
             RETURN NEXT format('"%s" must map to a column name or {"expr": "SQL expression"}', k);
         END IF;
     END LOOP;
-    FOR c IN SELECT sc.* FROM crm_kpi.source_contract sc WHERE sc.kind = binding_problems.kind ORDER BY sc.position LOOP
+    FOR c IN SELECT sc.* FROM crm_kpi.source_contract sc WHERE sc.kind = binding_shape_problems.kind ORDER BY sc.position LOOP
         v := mapping -> c.column_name::text;
         IF v IS NULL THEN
             IF c.required THEN
@@ -128,8 +128,84 @@ BEGIN
         END IF;
     END IF;
 END $$;
+COMMENT ON FUNCTION crm_kpi.binding_shape_problems(text, regclass, jsonb) IS
+    'Every problem with the shape of a proposed binding (unknown kind or column, missing required column, missing or incompatible table column, expression that does not compile or is not allowed); no rows when it has none';
+
+-- What a query runs: the functions it calls (directly, through operators and casts, and through the
+-- views it reads, at any depth), the domains it converts to, the tables it reads through a view;
+-- problems with them, and every object it depends on. It is made a temporary view, then rolled back.
+CREATE FUNCTION crm_kpi.query_code(query text, OUT problems text[], OUT objects oid[])
+    LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    err text;
+BEGIN
+    BEGIN
+        EXECUTE 'CREATE TEMP VIEW crm_kpi_vetted AS ' || query;
+        WITH RECURSIVE rules (rule, depth) AS (
+            SELECT r.oid, 0 FROM pg_rewrite r WHERE r.ev_class = 'pg_temp.crm_kpi_vetted'::regclass
+            UNION
+            SELECT v.oid, rules.depth + 1
+            FROM rules
+            JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rules.rule AND d.refclassid = 'pg_class'::regclass
+            JOIN pg_rewrite v ON v.ev_class = d.refobjid AND v.oid <> rules.rule),
+        deps AS (
+            SELECT DISTINCT d.refclassid, d.refobjid, r.depth > 0 AS in_view
+            FROM rules r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.rule),
+        code AS (
+            SELECT p.oid, p.oid::regprocedure::text AS what
+            FROM deps JOIN pg_proc p ON deps.refclassid = 'pg_proc'::regclass AND p.oid = deps.refobjid
+            UNION
+            SELECT p.oid, format('operator %s (%s)', o.oid::regoperator, p.oid::regprocedure)
+            FROM deps JOIN pg_operator o ON deps.refclassid = 'pg_operator'::regclass AND o.oid = deps.refobjid
+            JOIN pg_proc p ON p.oid = o.oprcode)
+        SELECT ARRAY(SELECT DISTINCT x FROM (
+                   SELECT format('it calls %s, which is not a function of pg_catalog', c.what) AS x
+                   FROM code c JOIN pg_proc p ON p.oid = c.oid WHERE p.pronamespace <> 'pg_catalog'::regnamespace
+                   UNION ALL
+                   SELECT format('it calls %s, which is volatile', c.what)
+                   FROM code c JOIN pg_proc p ON p.oid = c.oid
+                   WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.provolatile = 'v'
+                   UNION ALL
+                   SELECT format('it converts to domain %s, whose checks run code', t.oid::regtype)
+                   FROM deps JOIN pg_type t ON deps.refclassid = 'pg_type'::regclass AND t.oid = deps.refobjid
+                   WHERE t.typtype = 'd' AND EXISTS (SELECT FROM pg_constraint k WHERE k.contypid IN (t.oid, t.typbasetype))
+                   UNION ALL
+                   SELECT format('it reads %s through a view, under row-level security', c.oid::regclass)
+                   FROM deps JOIN pg_class c ON deps.refclassid = 'pg_class'::regclass AND c.oid = deps.refobjid
+                   WHERE deps.in_view AND c.relrowsecurity) z ORDER BY 1),
+               ARRAY(SELECT DISTINCT deps.refobjid FROM deps)
+          INTO problems, objects;
+        RAISE EXCEPTION 'crm_kpi: vetted' USING ERRCODE = 'P0001';  -- rolls the temporary view back
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+        IF err <> 'crm_kpi: vetted' THEN
+            problems := ARRAY[format('it cannot be vetted: %s', err)];
+            objects := '{}';
+        END IF;
+    END;
+END $$;
+COMMENT ON FUNCTION crm_kpi.query_code(text) IS
+    'What a query runs besides reading: problems (a function, or an operator''s or cast''s function, not of pg_catalog or volatile, called directly or in a view it reads; a conversion to a domain with checks; a table with row-level security read through a view) and the objects it depends on';
+
+-- Problems with a binding, all of them; no rows when it is valid.
+CREATE FUNCTION crm_kpi.binding_problems(kind text, source regclass, mapping jsonb) RETURNS SETOF text
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    problems text[] := ARRAY(SELECT crm_kpi.binding_shape_problems(kind, source, mapping));
+BEGIN
+    IF cardinality(problems) = 0 THEN
+        -- What reading the source runs, whoever reads it (a superuser's worker, the capture triggers).
+        problems := ARRAY(SELECT format('reading %s: %s', source, p)
+                          FROM unnest((crm_kpi.query_code(crm_kpi.binding_select(kind, source, mapping))).problems) p);
+    END IF;
+    RETURN QUERY SELECT unnest(problems);
+END $$;
 COMMENT ON FUNCTION crm_kpi.binding_problems(text, regclass, jsonb) IS
-    'Every problem with a proposed binding (unknown kind or column, missing required column, missing or incompatible table column, expression that does not compile or is not allowed); no rows when it is valid. Expressions are vetted before anything runs them';
+    'Every problem with a proposed binding (unknown kind or column, missing required column, missing or incompatible table column, expression that does not compile or is not allowed, and reading the source would run code: a function or cast not of pg_catalog or volatile, in the mapping or in the view bound); no rows when it is valid. Expressions are vetted before anything runs them';
 
 CREATE FUNCTION crm_kpi.bind_source(kind text, source regclass, mapping jsonb) RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -320,3 +396,55 @@ CREATE EVENT TRIGGER crm_kpi_bind_restored ON ddl_command_end
     EXECUTE FUNCTION crm_kpi.bind_restored();
 COMMENT ON EVENT TRIGGER crm_kpi_bind_restored IS
     'Binds the sources a restore held back once their capture triggers are restored';
+
+-- A bound source stays vetted: a change to it (or to what it reads) that would make reading it run
+-- code other than PostgreSQL's own is refused, whoever makes it. Else the owner of a bound table
+-- could change a column to a type of hers with a cast of hers, or replace a bound view, and have
+-- the superuser who refreshes, or the capture triggers (which run as the extension's owner), run it.
+CREATE FUNCTION crm_kpi.keep_bindings_vetted() RETURNS event_trigger
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    changed oid[];
+    b record;
+    vetted record;
+BEGIN
+    SELECT array_agg(CASE WHEN c.classid = 'pg_cast'::regclass THEN (SELECT k.castfunc FROM pg_cast k WHERE k.oid = c.objid)
+                          ELSE c.objid END)
+      INTO changed
+    FROM pg_event_trigger_ddl_commands() c
+    WHERE NOT EXISTS (SELECT FROM pg_class t WHERE t.oid = c.objid AND t.relpersistence = 't');  -- not our own vetting
+    -- Only a change that may concern a binding: of something other than a relation, of a bound source,
+    -- of a relation a bound view reads, or of one named in a mapping (a subquery of an expression).
+    IF changed IS NULL OR NOT EXISTS (
+        WITH RECURSIVE read (relid) AS (
+            SELECT s.source::oid FROM crm_kpi.source_bindings s
+            UNION
+            SELECT d.refobjid FROM read
+            JOIN pg_rewrite r ON r.ev_class = read.relid
+            JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass)
+        SELECT FROM unnest(changed) x
+        LEFT JOIN pg_class c ON c.oid = x
+        WHERE c.oid IS NULL OR x IN (SELECT read.relid FROM read)
+           OR EXISTS (SELECT FROM crm_kpi.source_bindings s WHERE strpos(s.mapping::text, c.relname::text) > 0)) THEN
+        RETURN;
+    END IF;
+    FOR b IN SELECT s.kind, s.source, s.mapping FROM crm_kpi.source_bindings s ORDER BY s.kind, s.source LOOP
+        vetted := crm_kpi.query_code(crm_kpi.binding_select(b.kind, b.source, b.mapping));
+        IF cardinality(vetted.problems) > 0 AND vetted.objects && changed THEN
+            RAISE EXCEPTION 'crm_kpi reads % as the % source: after this change, reading it would run code other than PostgreSQL''s own',
+                    b.source, b.kind
+                USING ERRCODE = 'insufficient_privilege', DETAIL = array_to_string(vetted.problems, E'\n'),
+                      HINT = 'Unbind it first (crm_kpi.unbind_source).';
+        END IF;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION crm_kpi.keep_bindings_vetted() IS
+    'Event trigger: refuses a change (of a table, view, domain, type, cast or rule) after which reading a bound source would run code other than non-volatile functions of pg_catalog';
+
+CREATE EVENT TRIGGER crm_kpi_keep_bindings_vetted ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'CREATE VIEW', 'ALTER VIEW', 'CREATE RULE', 'ALTER DOMAIN', 'ALTER TYPE', 'CREATE CAST')
+    EXECUTE FUNCTION crm_kpi.keep_bindings_vetted();
+COMMENT ON EVENT TRIGGER crm_kpi_keep_bindings_vetted IS
+    'Keeps every bound source vetted: a change after which reading it would run other code is refused';
