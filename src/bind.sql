@@ -415,22 +415,25 @@ BEGIN
       INTO changed
     FROM pg_event_trigger_ddl_commands() c
     WHERE NOT EXISTS (SELECT FROM pg_class t WHERE t.oid = c.objid AND t.relpersistence = 't');  -- not our own vetting
-    -- Only a change that may concern a binding: of something other than a relation, of a bound source,
-    -- of a relation a bound view reads, or of one named in a mapping (a subquery of an expression).
-    IF changed IS NULL OR NOT EXISTS (
-        WITH RECURSIVE read (relid) AS (
-            SELECT s.source::oid FROM crm_kpi.source_bindings s
-            UNION
-            SELECT d.refobjid FROM read
-            JOIN pg_rewrite r ON r.ev_class = read.relid
-            JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass)
-        SELECT FROM unnest(changed) x
-        LEFT JOIN pg_class c ON c.oid = x
-        WHERE c.oid IS NULL OR x IN (SELECT read.relid FROM read)
-           OR EXISTS (SELECT FROM crm_kpi.source_bindings s WHERE strpos(s.mapping::text, c.relname::text) > 0)) THEN
+    IF changed IS NULL THEN
         RETURN;
     END IF;
-    FOR b IN SELECT s.kind, s.source, s.mapping FROM crm_kpi.source_bindings s ORDER BY s.kind, s.source LOOP
+    -- The bindings a change may concern: a change of something other than a relation, of the bound
+    -- source, of a relation the bound view reads, or of one named in the mapping (an expression's subquery).
+    FOR b IN
+        SELECT s.kind, s.source, s.mapping FROM crm_kpi.source_bindings s
+        WHERE EXISTS (
+            WITH RECURSIVE read (relid) AS (
+                SELECT s.source::oid
+                UNION
+                SELECT d.refobjid FROM read
+                JOIN pg_rewrite r ON r.ev_class = read.relid
+                JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass)
+            SELECT FROM unnest(changed) x
+            LEFT JOIN pg_class c ON c.oid = x
+            WHERE c.oid IS NULL OR x IN (SELECT read.relid FROM read) OR strpos(s.mapping::text, c.relname::text) > 0)
+        ORDER BY s.kind, s.source
+    LOOP
         vetted := crm_kpi.query_code(crm_kpi.binding_select(b.kind, b.source, b.mapping));
         IF cardinality(vetted.problems) > 0 AND vetted.objects && changed THEN
             RAISE EXCEPTION 'crm_kpi reads % as the % source: after this change, reading it would run code other than PostgreSQL''s own',
