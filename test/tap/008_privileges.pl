@@ -137,6 +137,9 @@ CREATE FUNCTION pg_temp.trap_int8eq(bigint, bigint) RETURNS boolean LANGUAGE plp
 CREATE OPERATOR pg_temp.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = pg_temp.trap_int8eq);
 SET search_path = public, pg_temp, pg_catalog;
 
+-- One transaction: the worker (started at its commit) must not refresh while
+-- generate_sample_data rebuilds the tables' keys (they would deadlock).
+BEGIN;
 CREATE EXTENSION crm_kpi;
 SELECT crm_kpi.create_reference_schema('crm');
 SELECT pg_catalog.count(*) FROM crm_kpi.generate_sample_data('crm', 300, 4, '2023-01-01', 365);
@@ -161,6 +164,7 @@ GRANT USAGE ON SCHEMA crm TO clerk;
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA crm TO clerk;
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON public.shop_orders, public.contacts TO clerk;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA crm TO clerk;
+COMMIT;
 });
 is($ret, 0, 'CREATE EXTENSION, the reference schema, sample data, a binding and a tracked table in a hostile session')
   or diag($err);

@@ -63,8 +63,11 @@ WHERE x.tgfoid = 'crm_kpi.capture()'::regprocedure};
 $node->safe_psql('postgres', 'CREATE DATABASE crm_orig');
 # Sample data that ended long ago (800 days before today), so that no stage or
 # churn changes with the seconds that pass between the original and a restore.
+# One transaction: the worker (started at its commit) must not refresh while
+# generate_sample_data rebuilds the tables' keys (they would deadlock).
 $node->safe_psql('crm_orig', q{
 SET client_min_messages = warning;
+BEGIN;
 CREATE EXTENSION crm_kpi;
 SELECT crm_kpi.create_reference_schema('crm');
 SELECT count(*) FROM crm_kpi.generate_sample_data('crm', 400, 9, current_date - 1500, 700);
@@ -124,6 +127,7 @@ SELECT m.id,
        (enum_range(NULL::crm_kpi.lifecycle_stage))[1 + m.id % 7]
 FROM generate_series(1, 12) m (id);
 INSERT INTO public.kpi_store (id) VALUES (13);  -- NULLs too
+COMMIT;
 });
 ok(poll_for($node, 'crm_orig', "SELECT crm_kpi.wait_for_refresh('60 s')", 't', 90), 'the worker fills the original KPI tables');
 is($node->safe_psql('crm_orig', 'SELECT count(*) FROM crm_kpi.verify()'), '0', 'the original KPI tables are exact');
@@ -311,13 +315,15 @@ SKIP:
 		$node->safe_psql('postgres', "CREATE DATABASE $db");
 		$node->safe_psql($db, qq{
 SET client_min_messages = warning;
+BEGIN;
 CREATE EXTENSION crm_kpi VERSION '$v';
 SELECT crm_kpi.create_reference_schema('crm');
 SELECT count(*) FROM crm_kpi.generate_sample_data('crm', 200, 9, current_date - 1500, 700);
 CREATE TABLE public.kpi_store AS
 SELECT 1 AS id, (SELECT crm_kpi.nps_agg(score) FROM crm.survey_responses WHERE kind = 'nps') AS nps,
        (SELECT crm_kpi.sketch_agg(amount::float8) FROM crm.orders) AS amounts;
-SELECT crm_kpi.refresh()});
+COMMIT;
+SELECT crm_kpi.wait_for_refresh('60 s')});
 		my $store = $node->safe_psql($db, 'SELECT s::text FROM public.kpi_store s');
 		my $kpi = $node->safe_psql($db, $KPI_FINGERPRINT);
 		$node->safe_psql($db, 'ALTER EXTENSION crm_kpi UPDATE');
