@@ -17,8 +17,10 @@ SQL_PARTS = $(wildcard src/schema.sql src/info.sql src/periods.sql src/counters.
 	src/kpi_tables.sql src/kpi_views.sql src/capture.sql src/worker.sql src/kpi_fresh.sql src/refresh.sql src/verify.sql src/reports.sql \
 	src/reference_schema.sql src/sample_data.sql src/odoo.sql src/reader.sql)
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
-# Upgrade scripts from every released version, picked up by wildcard.
-DATA = $(wildcard src/upgrade/$(EXTENSION)--*--*.sql)
+# Upgrade scripts from every released version (crm_kpi--<from>--<to>.sql), and the install script of
+# each released version frozen as it shipped (crm_kpi--<version>.sql), so that the update chain from
+# every earlier version can be installed and walked (test/tap/009_dump_restore.pl); by wildcard.
+DATA = $(wildcard src/upgrade/$(EXTENSION)--*.sql)
 
 # pg_regress (sql/ + expected/), isolation (test/isolation), TAP (test/tap).
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))

@@ -71,3 +71,17 @@ CREATE TABLE crm_kpi.source_bindings (
 COMMENT ON TABLE crm_kpi.source_bindings IS
     'Bound sources: a CRM table bound to a kind of the source contract, with the mapping of each contract column to a column or SQL expression of it';
 SELECT pg_catalog.pg_extension_config_dump('crm_kpi.source_bindings', '');
+
+-- Bindings restored from a dump before their capture triggers: held here until the restore
+-- creates those triggers, so that no refresh reads a source whose changes are not yet captured.
+CREATE TABLE crm_kpi.pending_bindings (
+    kind text NOT NULL,
+    source regclass NOT NULL,
+    mapping jsonb NOT NULL,
+    bound_by name NOT NULL,
+    bound_at timestamptz NOT NULL,
+    PRIMARY KEY (kind, source)
+);
+COMMENT ON TABLE crm_kpi.pending_bindings IS
+    'Bindings restored (pg_restore, psql) into crm_kpi.source_bindings before the capture triggers of their table: held here, unused, until the restore has created those triggers, then bound, and the KPI tables rebuilt';
+SELECT pg_catalog.pg_extension_config_dump('crm_kpi.pending_bindings', '');
