@@ -320,7 +320,7 @@ worker_run_batch(int batch, char **error)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'crm_kpi'", true, 1) != SPI_OK_SELECT)
+	if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'crm_kpi'", true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look for the crm_kpi extension");
 	if (SPI_processed == 0)
 		pending = -1;
@@ -411,7 +411,7 @@ worker_extension_exists(void)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	found = SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'crm_kpi'", true, 1) == SPI_OK_SELECT
+	found = SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'crm_kpi'", true, 1) == SPI_OK_SELECT
 		&& SPI_processed > 0;
 	SPI_finish();
 	PopActiveSnapshot();
