@@ -325,7 +325,9 @@ BEGIN
     keys := 0;
     FOR t IN
         WITH picked AS (SELECT DISTINCT q.target, q.day FROM crm_kpi.change_queue q
-                        WHERE q.target NOT IN ('customer', '*') AND q.day IS NOT NULL LIMIT n),
+                        -- only keys of KPI families: a source's key committed since the routing above waits for the next batch
+                        WHERE q.target IN (SELECT k.own_target FROM crm_kpi.kpi_tables k WHERE k.key_grain <> 'customer')
+                          AND q.day IS NOT NULL LIMIT n),
         taken AS (DELETE FROM crm_kpi.change_queue q USING picked p
                   WHERE q.target = p.target AND q.day = p.day RETURNING q.target, q.day)
         SELECT k.table_name, k.position, array_agg(DISTINCT taken.day) AS days
