@@ -226,6 +226,12 @@ summary_get_varint(SummaryReader *r)
 	return (int64) (u >> 1) ^ -(int64) (u & 1);
 }
 
+/*
+ * The longest numeric_out of a finite numeric: a sign, 131072 digits before the
+ * point (weight up to 32767, four digits each), the point, 16383 after it.
+ */
+#define SUMMARY_NUMERIC_MAX_TEXT (1 + 131072 + 1 + 16383)
+
 /* Read a length-prefixed numeric; it must be finite and in canonical form */
 Numeric
 summary_get_numeric(SummaryReader *r)
@@ -235,11 +241,13 @@ summary_get_numeric(SummaryReader *r)
 	Numeric		n;
 	char	   *canon;
 
-	if (len == 0 || len > 1024)
+	if (len == 0 || len > SUMMARY_NUMERIC_MAX_TEXT)
 		summary_corrupt(r, "A numeric field has an impossible length.");
 	summary_need(r, len);
 	s = pnstrdup((const char *) r->pos, len);
 	r->pos += len;
+	if (strlen(s) != len)
+		summary_corrupt(r, "A numeric field is not a decimal number.");
 	for (char *c = s; *c; c++)
 		if (!((*c >= '0' && *c <= '9') || *c == '.' || *c == '-'))
 			summary_corrupt(r, "A numeric field is not a decimal number.");

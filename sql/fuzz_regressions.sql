@@ -1,0 +1,24 @@
+-- fuzz_regressions: the cases the hostile-input test (test/tap/006_fuzz.pl) found, each kept
+-- here as it was found: a value the extension made or accepted that it could not read back,
+-- and corrupt values it accepted.
+CREATE EXTENSION crm_kpi;
+\i test/fixtures/recv.sql
+\set VERBOSITY default
+
+-- A revenue longer than 1024 characters was summed, then unreadable (XX001 "A numeric field
+-- has an impossible length"); any finite numeric now reads back.
+SELECT length(crm_kpi.revenue(s)::text) AS revenue_digits,
+       crm_kpi.revenue(s) = 1e1100 + 1 AS exact,
+       s::text::crm_kpi.purchase_summary::text = s::text AS text_round_trip
+FROM (SELECT crm_kpi.purchase_agg(x, '2000-01-01 00:00+00') FROM (VALUES (1e1100), (1)) v(x)) t(s);
+SELECT crm_kpi.orders(('purchase v1 orders=1 revenue=' || repeat('9', 131072) || '.' || repeat('9', 16383)
+                       || ' first=2000-01-01T00:00:00+00:00 last=2000-01-01T00:00:00+00:00')::crm_kpi.purchase_summary);
+
+-- Revenue bytes with a NUL inside ("1\0.5") read as "1": bytes that were not the value's.
+SELECT pg_temp.recv_as('crm_kpi.purchase_summary', '\x01040104' || '\x31002e35'::bytea
+                       || '\x0028283595b50200'::bytea || '\x0028283595b50200'::bytea);
+SELECT pg_temp.recv_as('crm_kpi.purchase_summary', '\x01040104' || '\x312e3530'::bytea
+                       || '\x0028283595b50200'::bytea || '\x0028283595b50200'::bytea);
+
+DISCARD TEMP;
+DROP EXTENSION crm_kpi;
