@@ -14,6 +14,16 @@ FROM (SELECT crm_kpi.purchase_agg(x, '2000-01-01 00:00+00') FROM (VALUES (1e1100
 SELECT crm_kpi.orders(('purchase v1 orders=1 revenue=' || repeat('9', 131072) || '.' || repeat('9', 16383)
                        || ' first=2000-01-01T00:00:00+00:00 last=2000-01-01T00:00:00+00:00')::crm_kpi.purchase_summary);
 
+-- An order in a year BC printed as "... BC", whose space the text form could not read back
+-- (so a dump of a table holding it would not restore); now "...+00:00BC".
+SELECT s::text, s::text::crm_kpi.purchase_summary::text = s::text AS text_round_trip,
+       crm_kpi.first_order(s) = '4713-01-01 00:00+00 BC' AS first_exact
+FROM (SELECT crm_kpi.purchase_agg(x, t)
+      FROM (VALUES (1, timestamptz '4713-01-01 00:00+00 BC'), (2, '0044-03-15 12:00+00 BC')) v(x, t)) u(s);
+SET TimeZone = 'America/New_York';
+SELECT 'purchase v1 orders=1 revenue=1 first=0001-01-01T00:00:00+00:00BC last=0001-01-01T00:00:00+00:00BC'::crm_kpi.purchase_summary;
+RESET TimeZone;
+
 -- Revenue bytes with a NUL inside ("1\0.5") read as "1": bytes that were not the value's.
 SELECT pg_temp.recv_as('crm_kpi.purchase_summary', '\x01040104' || '\x31002e35'::bytea
                        || '\x0028283595b50200'::bytea || '\x0028283595b50200'::bytea);

@@ -416,8 +416,13 @@ summary_text_out_timestamptz(StringInfo buf, const char *key, TimestampTz ts)
 		EncodeSpecialTimestamp(ts, s);
 	else if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) == 0)
 	{
+		char	   *bc;
+
 		tm.tm_isdst = 0;		/* UTC: print the +00:00 offset */
 		EncodeDateTime(&tm, fsec, true, 0, NULL, USE_XSD_DATES, s);
+		/* A year BC ends in " BC": "...+00:00BC" reads back the same and keeps the field one word. */
+		if ((bc = strstr(s, " BC")) != NULL)
+			memmove(bc, bc + 1, strlen(bc + 1) + 1);
 	}
 	else
 		ereport(ERROR,
