@@ -30,5 +30,10 @@ SELECT pg_temp.recv_as('crm_kpi.purchase_summary', '\x01040104' || '\x31002e35':
 SELECT pg_temp.recv_as('crm_kpi.purchase_summary', '\x01040104' || '\x312e3530'::bytea
                        || '\x0028283595b50200'::bytea || '\x0028283595b50200'::bytea);
 
+-- The format version is digits right after "v": "v 1", "v+1", "v-1" are not version 1.
+SELECT 'nps v 1 promoters=1 passives=0 detractors=0'::crm_kpi.nps_summary;
+SELECT 'rate v+1 successes=1 failures=0'::crm_kpi.rate_summary;
+SELECT 'nps v1 promoters=1 passives=0 detractors=0'::crm_kpi.nps_summary;
+
 DISCARD TEMP;
 DROP EXTENSION crm_kpi;

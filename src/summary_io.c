@@ -298,7 +298,7 @@ summary_text_begin(SummaryText *t, const char *input, const char *tag, const cha
 	p = input + taglen + 2;
 	errno = 0;
 	version = strtol(p, &end, 10);
-	if (end == p || errno != 0 || (*end != ' ' && *end != '\0'))
+	if (!isdigit((unsigned char) *p) || errno != 0 || (*end != ' ' && *end != '\0'))
 		summary_text_error(t, "The format version is not a number.");
 	if (version != SUMMARY_FORMAT_VERSION)
 		ereport(ERROR,
