@@ -35,5 +35,12 @@ SELECT 'nps v 1 promoters=1 passives=0 detractors=0'::crm_kpi.nps_summary;
 SELECT 'rate v+1 successes=1 failures=0'::crm_kpi.rate_summary;
 SELECT 'nps v1 promoters=1 passives=0 detractors=0'::crm_kpi.nps_summary;
 
+-- percentile(s, 1) is the maximum even when the count is near 2^63 (the rank q (n - 1) used
+-- to round past the last one, out of int64: -0.99 here, not 1).
+SELECT crm_kpi.percentile(s, 1) AS p100, crm_kpi.percentile(s, 0) AS p0,
+       crm_kpi.percentile(s, 0.9999999999) AS p9999
+FROM (VALUES ('sketch v1 values=double alpha=0.01 level=0 count=9223372036854775807 zeros=9223372036854775805 '
+              'min=-1 max=1 sum=0x0p+0 neg=0:1 pos=0:1'::crm_kpi.sketch)) v(s);
+
 DISCARD TEMP;
 DROP EXTENSION crm_kpi;

@@ -580,15 +580,18 @@ sketch_order_stat(const SketchState *s, const SketchRun *runs, int nruns, int64 
 double
 sketch_percentile(const SketchState *s, const SketchRun *runs, int nruns, double q)
 {
-	double		r = q * (double) (s->count - 1);
+	double		last = (double) (s->count - 1);	/* rounded up when the count is near 2^63 */
+	double		r = q * last;
 	double		rf = floor(r);
-	double		lo = sketch_order_stat(s, runs, nruns, (int64) rf);
-	double		hi,
+	double		lo,
+				hi,
 				v;
 
+	/* Ranks at or past the last (so beyond int64 too) are the last: the maximum. */
+	lo = sketch_order_stat(s, runs, nruns, rf >= last ? s->count - 1 : (int64) rf);
 	if (r == rf)
 		return lo;
-	hi = sketch_order_stat(s, runs, nruns, (int64) ceil(r));
+	hi = sketch_order_stat(s, runs, nruns, ceil(r) >= last ? s->count - 1 : (int64) ceil(r));
 	v = lo + (hi - lo) * (r - rf);
 	return v < s->min ? s->min : (v > s->max ? s->max : v);
 }
