@@ -42,5 +42,25 @@ SELECT crm_kpi.percentile(s, 1) AS p100, crm_kpi.percentile(s, 0) AS p0,
 FROM (VALUES ('sketch v1 values=double alpha=0.01 level=0 count=9223372036854775807 zeros=9223372036854775805 '
               'min=-1 max=1 sum=0x0p+0 neg=0:1 pos=0:1'::crm_kpi.sketch)) v(s);
 
+-- Sketches whose sum, extremes or level disagree with their buckets were accepted.
+-- A sum beyond count x [min, max] (this one, found first, also has its maximum outside its bucket):
+SELECT 'sketch v1 values=double alpha=1e-09 level=0 count=3 zeros=0 min=-2 max=9.99e-10 sum=0x1000001ad7f29bp-52 neg=346573591:1 pos=202732555:1,202732588:1'::crm_kpi.sketch;
+SELECT 'sketch v1 values=double alpha=0.01 level=0 count=2 zeros=0 min=1 max=1 sum=0x3p+0 neg=none pos=0:2'::crm_kpi.sketch;
+-- and the same sketches with their true sums:
+SELECT crm_kpi.sum(s) FROM (VALUES
+    ('sketch v1 values=double alpha=0.01 level=0 count=2 zeros=0 min=1 max=1 sum=0x1p+1 neg=none pos=0:2'::crm_kpi.sketch),
+    ((SELECT crm_kpi.sketch_agg(x) FROM (VALUES (1e300::float8), (1.7976931348623157e308), (-5e-324)) v(x)))) t(s);
+-- A minimum or maximum outside its outermost bucket (5 is in bucket 81, not 1):
+SELECT 'sketch v1 values=double alpha=0.01 level=0 count=1 zeros=0 min=5 max=5 sum=0x5p+0 neg=none pos=1:1'::crm_kpi.sketch;
+SELECT 'sketch v1 values=double alpha=0.01 level=0 count=1 zeros=0 min=5 max=5 sum=0x5p+0 neg=none pos=81:1'::crm_kpi.sketch IS NOT NULL AS ok;
+-- A collapse level higher than the values need (its relative error rounded to 1):
+SELECT 'sketch v1 values=double alpha=0.01 level=30 count=3 zeros=3 min=0 max=0 sum=0x0p+0 neg=none pos=none'::crm_kpi.sketch;
+-- while sketches that did collapse still read back:
+SELECT crm_kpi.relative_error(s) > 0.001 AS collapsed, s::text::crm_kpi.sketch::text = s::text AS text_round_trip,
+       crm_kpi.sketch_send(pg_temp.recv_as('crm_kpi.sketch', crm_kpi.sketch_send(s))::crm_kpi.sketch) = crm_kpi.sketch_send(s) AS binary_round_trip
+FROM (SELECT crm_kpi.sketch_agg(10 ^ x, 0.001) FROM generate_series(-300, 300, 7) x) t(s);
+SELECT round(crm_kpi.relative_error(s)::numeric, 6) AS worst_relative_error, s::text::crm_kpi.sketch::text = s::text AS text_round_trip
+FROM (SELECT crm_kpi.sketch_agg(x, 1e-9) FROM (VALUES (5e-324::float8), (-5e-324), (1.7976931348623157e308), (-1.7976931348623157e308)) v(x)) t(s);
+
 DISCARD TEMP;
 DROP EXTENSION crm_kpi;
