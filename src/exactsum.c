@@ -123,6 +123,66 @@ exactsum_is_zero(ExactSum *s)
 	return true;
 }
 
+/* Add (or subtract, when neg) v * 2^(pos - 1074) exactly, v < 2^64, pos + 96 < 32 * EXACTSUM_LIMBS */
+static void
+exactsum_add_bits(ExactSum *s, uint64 v, int pos, bool neg)
+{
+	int			k = pos >> 5,
+				off = pos & 31;
+	uint64		lo = (v & EXACTSUM_MASK) << off,
+				hi = (v >> 32) << off;
+	int64		d0 = (int64) (lo & EXACTSUM_MASK),
+				d1 = (int64) ((lo >> 32) + (hi & EXACTSUM_MASK)),
+				d2 = (int64) (hi >> 32);
+
+	s->limb[k] += neg ? -d0 : d0;
+	s->limb[k + 1] += neg ? -d1 : d1;
+	s->limb[k + 2] += neg ? -d2 : d2;
+}
+
+/*
+ * The sign (-1, 0 or 1) of s - (n x + y), exactly, for n >= 0 and finite x
+ * and y: n x is added as the four 32 x 32-bit partial products of n and the
+ * significand of x, so nothing is rounded.
+ */
+int
+exactsum_cmp_affine(const ExactSum *s, int64 n, double x, double y)
+{
+	ExactSum	t = *s;
+	uint64		bits,
+				m,
+				np[2],
+				mp[2];
+	int			e;
+	bool		neg;
+
+	Assert(n >= 0 && isfinite(x) && isfinite(y));
+	exactsum_normalize(&t);
+	exactsum_add(&t, -y);
+	memcpy(&bits, &x, sizeof(bits));
+	e = (int) ((bits >> 52) & 0x7FF);
+	m = bits & ((UINT64CONST(1) << 52) - 1);
+	if (e != 0)
+		m |= UINT64CONST(1) << 52;
+	e = (e == 0) ? 0 : e - 1;
+	neg = !(bits >> 63);		/* subtracting n x */
+	np[0] = (uint64) n & EXACTSUM_MASK;
+	np[1] = (uint64) n >> 32;
+	mp[0] = m & EXACTSUM_MASK;
+	mp[1] = m >> 32;
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 2; j++)
+			if (np[i] && mp[j])
+				exactsum_add_bits(&t, np[i] * mp[j], e + 32 * (i + j), neg);
+	exactsum_normalize(&t);
+	if (t.limb[EXACTSUM_LIMBS - 1] < 0)
+		return -1;
+	for (int i = 0; i < EXACTSUM_LIMBS; i++)
+		if (t.limb[i] != 0)
+			return 1;
+	return 0;
+}
+
 /* Number of significant bits of a nonzero 32-bit digit */
 static int
 exactsum_bitlen(uint64 v)

@@ -29,6 +29,7 @@ extern void exactsum_merge(ExactSum *s, const ExactSum *other);
 extern bool exactsum_is_zero(ExactSum *s);
 extern double exactsum_to_double(ExactSum *s);
 extern double exactsum_mean(ExactSum *s, int64 n);
+extern int	exactsum_cmp_affine(const ExactSum *s, int64 n, double x, double y);
 extern void exactsum_encode(StringInfo buf, ExactSum *s);
 extern void exactsum_decode(SummaryReader *r, ExactSum *s);
 extern void exactsum_out(StringInfo buf, ExactSum *s);

@@ -65,6 +65,13 @@ sketch_map(int64 i, int shift)
 	return i > 0 ? ((i - 1) >> shift) + 1 : -((-i) >> shift);
 }
 
+/* The level-0 bucket index of a nonzero finite value */
+static inline int64
+sketch_index(const SketchState *s, double x)
+{
+	return (int64) ceil(log(fabs(x)) * s->inv_ln_gamma);
+}
+
 /* Number of indexes from the least to the greatest nonempty bucket, at shift levels up */
 static inline int64
 sketch_span(const SketchStore *st, int shift)
@@ -175,7 +182,7 @@ sketch_add(SketchState *s, double x)
 	{
 		SketchStore *st = x > 0 ? &s->pos : &s->neg;
 		SketchStore *other = x > 0 ? &s->neg : &s->pos;
-		int64		i0 = (int64) ceil(log(fabs(x)) * s->inv_ln_gamma);
+		int64		i0 = sketch_index(s, x);
 
 		for (;;)
 		{
@@ -411,6 +418,19 @@ sketch_is_neg_zero(double x)
 	return x == 0.0 && signbit(x);
 }
 
+/*
+ * Whether bucket i, at the sketch's level, is the one x falls in, give or take
+ * one level-0 bucket (another platform's log() may round a value on a bucket
+ * boundary the other way).
+ */
+static bool
+sketch_holds(const SketchState *s, int64 i, double x)
+{
+	int64		i0 = sketch_index(s, x);
+
+	return i >= sketch_map(i0 - 1, s->level) && i <= sketch_map(i0 + 1, s->level);
+}
+
 /* The one validating decoder of sketch bytes; sqlstate is the error code for bad bytes */
 SketchState *
 sketch_decode(const char *data, int len, int sqlstate, MemoryContext ctx)
@@ -461,14 +481,30 @@ sketch_decode(const char *data, int len, int sqlstate, MemoryContext ctx)
 	summary_read_end(&r);
 	if (sketch_span(&s->neg, 0) + sketch_span(&s->pos, 0) > SKETCH_MAX_BUCKETS)
 		summary_corrupt(&r, "The buckets span more than a sketch may.");
+	/*
+	 * The level is the least at which the values fit (sketches only grow, so
+	 * they did not fit one level down): bucket j holds buckets 2j - 1 and 2j
+	 * of the level below, where the buckets would span at most 2 (hi - lo) + 2.
+	 */
+	if (s->level > 0 &&
+		(s->neg.total ? 2 * (s->neg.hi - s->neg.lo) + 2 : 0) +
+		(s->pos.total ? 2 * (s->pos.hi - s->pos.lo) + 2 : 0) <= SKETCH_MAX_BUCKETS)
+		summary_corrupt(&r, "The collapse level is higher than the values need.");
 	if (pg_add_s64_overflow(s->neg.total, s->pos.total, &total) ||
 		pg_add_s64_overflow(total, s->zeros, &total) || total != s->count)
 		summary_corrupt(&r, "The bucket counts do not add up to the count.");
 	if ((s->neg.total > 0) != (s->min < 0) || (s->pos.total > 0) != (s->max > 0) ||
 		(s->zeros > 0 && (s->min > 0 || s->max < 0)))
 		summary_corrupt(&r, "The minimum and maximum disagree with the buckets.");
-	if (s->zeros == s->count ? !exactsum_is_zero(&s->sum)
-		: (count == 1 && exactsum_to_double(&s->sum) != s->min))
+	/* The least and greatest values sit in the outermost buckets of their sign. */
+	if ((s->min < 0 && !sketch_holds(s, s->neg.hi, s->min)) ||
+		(s->max < 0 && !sketch_holds(s, s->neg.lo, s->max)) ||
+		(s->min > 0 && !sketch_holds(s, s->pos.lo, s->min)) ||
+		(s->max > 0 && !sketch_holds(s, s->pos.hi, s->max)))
+		summary_corrupt(&r, "The minimum or maximum is not in the outermost bucket.");
+	/* Every value is in [min, max] and both occur: (n - 1) min + max <= sum <= (n - 1) max + min. */
+	if (exactsum_cmp_affine(&s->sum, s->count - 1, s->min, s->max) < 0 ||
+		exactsum_cmp_affine(&s->sum, s->count - 1, s->max, s->min) > 0)
 		summary_corrupt(&r, "The sum disagrees with the values.");
 	sketch_fill_store(&s->neg, &negpairs, ctx);
 	sketch_fill_store(&s->pos, &pospairs, ctx);
@@ -580,15 +616,18 @@ sketch_order_stat(const SketchState *s, const SketchRun *runs, int nruns, int64 
 double
 sketch_percentile(const SketchState *s, const SketchRun *runs, int nruns, double q)
 {
-	double		r = q * (double) (s->count - 1);
+	double		last = (double) (s->count - 1);	/* rounded up when the count is near 2^63 */
+	double		r = q * last;
 	double		rf = floor(r);
-	double		lo = sketch_order_stat(s, runs, nruns, (int64) rf);
-	double		hi,
+	double		lo,
+				hi,
 				v;
 
+	/* Ranks at or past the last (so beyond int64 too) are the last: the maximum. */
+	lo = sketch_order_stat(s, runs, nruns, rf >= last ? s->count - 1 : (int64) rf);
 	if (r == rf)
 		return lo;
-	hi = sketch_order_stat(s, runs, nruns, (int64) ceil(r));
+	hi = sketch_order_stat(s, runs, nruns, ceil(r) >= last ? s->count - 1 : (int64) ceil(r));
 	v = lo + (hi - lo) * (r - rf);
 	return v < s->min ? s->min : (v > s->max ? s->max : v);
 }

@@ -226,6 +226,12 @@ summary_get_varint(SummaryReader *r)
 	return (int64) (u >> 1) ^ -(int64) (u & 1);
 }
 
+/*
+ * The longest numeric_out of a finite numeric: a sign, 131072 digits before the
+ * point (weight up to 32767, four digits each), the point, 16383 after it.
+ */
+#define SUMMARY_NUMERIC_MAX_TEXT (1 + 131072 + 1 + 16383)
+
 /* Read a length-prefixed numeric; it must be finite and in canonical form */
 Numeric
 summary_get_numeric(SummaryReader *r)
@@ -235,11 +241,13 @@ summary_get_numeric(SummaryReader *r)
 	Numeric		n;
 	char	   *canon;
 
-	if (len == 0 || len > 1024)
+	if (len == 0 || len > SUMMARY_NUMERIC_MAX_TEXT)
 		summary_corrupt(r, "A numeric field has an impossible length.");
 	summary_need(r, len);
 	s = pnstrdup((const char *) r->pos, len);
 	r->pos += len;
+	if (strlen(s) != len)
+		summary_corrupt(r, "A numeric field is not a decimal number.");
 	for (char *c = s; *c; c++)
 		if (!((*c >= '0' && *c <= '9') || *c == '.' || *c == '-'))
 			summary_corrupt(r, "A numeric field is not a decimal number.");
@@ -290,7 +298,7 @@ summary_text_begin(SummaryText *t, const char *input, const char *tag, const cha
 	p = input + taglen + 2;
 	errno = 0;
 	version = strtol(p, &end, 10);
-	if (end == p || errno != 0 || (*end != ' ' && *end != '\0'))
+	if (!isdigit((unsigned char) *p) || errno != 0 || (*end != ' ' && *end != '\0'))
 		summary_text_error(t, "The format version is not a number.");
 	if (version != SUMMARY_FORMAT_VERSION)
 		ereport(ERROR,
@@ -408,8 +416,13 @@ summary_text_out_timestamptz(StringInfo buf, const char *key, TimestampTz ts)
 		EncodeSpecialTimestamp(ts, s);
 	else if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) == 0)
 	{
+		char	   *bc;
+
 		tm.tm_isdst = 0;		/* UTC: print the +00:00 offset */
 		EncodeDateTime(&tm, fsec, true, 0, NULL, USE_XSD_DATES, s);
+		/* A year BC ends in " BC": "...+00:00BC" reads back the same and keeps the field one word. */
+		if ((bc = strstr(s, " BC")) != NULL)
+			memmove(bc, bc + 1, strlen(bc + 1) + 1);
 	}
 	else
 		ereport(ERROR,
