@@ -5,7 +5,9 @@
 # tdigest extension (serial and with 2 parallel workers); then, on ~10M
 # generated CRM orders, the KPI tables' incremental refresh against
 # materialized views, the change capture's cost on writes, and rebuild()
-# (bench/kpi.sh); prints markdown tables and writes them to bench/RESULTS.md.
+# (bench/kpi.sh); every Grafana panel query against the same panel computed
+# from the source tables, on three years of data (bench/panels.sh); prints
+# markdown tables and writes them to bench/RESULTS.md.
 #
 #   bash scripts/bench.sh               full size (10M / 5M / ~1.2M rows; 10M orders)
 #   bash scripts/bench.sh --quick       a tenth of the size, to try it out
@@ -14,14 +16,16 @@
 #                                       (default 3 with --quick, else 1)
 #   bash scripts/bench.sh --stand-ins   time plain-SQL stand-ins in place of the
 #                                       crm_kpi functions this build lacks
+#   bash scripts/bench.sh --panels-only only the Grafana panel section
 #
-# Only a full run of crm_kpi's own functions writes bench/RESULTS.md; the
+# Only a full run of all of crm_kpi's own sections writes bench/RESULTS.md; the
 # others write bench/tmp/RESULTS.md.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 QUICK=0
 STAND_INS=0
+PANELS_ONLY=0
 REPS=5
 KPI_REPS=
 COMMAND="bash scripts/bench.sh${*:+ $*}"
@@ -29,6 +33,7 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) QUICK=1 ;;
 	--stand-ins) STAND_INS=1 ;;
+	--panels-only) PANELS_ONLY=1 ;;
 	--reps)
 		if [ $# -lt 2 ] || ! [[ $2 =~ ^[1-9][0-9]*$ ]]; then die "--reps needs a positive number"; fi
 		REPS=$2
@@ -43,7 +48,7 @@ while [ $# -gt 0 ]; do
 		sed -n '2,/^set /p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 		exit 0
 		;;
-	*) die "unknown option '$1' (--quick, --reps N, --kpi-reps N, --stand-ins)" ;;
+	*) die "unknown option '$1' (--quick, --reps N, --kpi-reps N, --stand-ins, --panels-only)" ;;
 	esac
 	shift
 done
@@ -55,7 +60,7 @@ else
 	SURVEY_ROWS=10000000 LATENCY_ROWS=5000000 DAYS=1096 PER_DAY=1500
 	: "${KPI_REPS:=1}"
 fi
-if [ "$QUICK" -eq 0 ] && [ "$STAND_INS" -eq 0 ]; then
+if [ "$QUICK" -eq 0 ] && [ "$STAND_INS" -eq 0 ] && [ "$PANELS_ONLY" -eq 0 ]; then
 	RESULTS=$SRC_ROOT/bench/RESULTS.md
 else
 	RESULTS=$SRC_ROOT/bench/tmp/RESULTS.md
@@ -99,55 +104,63 @@ psql_db() { psql_pg -d "$DB" "$@"; }
 
 psql_pg -d postgres -c "CREATE DATABASE $DB"
 psql_db -c 'CREATE EXTENSION crm_kpi' -c 'CREATE EXTENSION tdigest'
-psql_db -f "$STAGE/src/bench/driver.sql"
-psql_db -v stand_ins="$STAND_INS" -f "$STAGE/src/bench/contenders.sql"
-
-MISSING=$(psql_db -At -c 'SELECT f FROM bench.missing_functions() f')
-if [ -n "$MISSING" ]; then
-	say "this build of crm_kpi lacks functions the benchmark times:"
-	while IFS= read -r f; do say "  $f"; done <<<"$MISSING"
-	die "build them first (or check the driver alone with --stand-ins)"
-fi
-
-say "generating data (fixed seed): $SURVEY_ROWS survey rows, $LATENCY_ROWS response times, $DAYS days x ~$PER_DAY responses"
-SECONDS=0
-psql_db -v survey_rows="$SURVEY_ROWS" -v latency_rows="$LATENCY_ROWS" -v days="$DAYS" -v per_day="$PER_DAY" \
-	-f "$STAGE/src/bench/data.sql" >/dev/null
-say "data ready in ${SECONDS}s"
-
-# The sketch's own error bound, when crm_kpi has the sketch functions.
-psql_db -c "
-DO \$\$
-BEGIN
-	IF to_regtype('crm_kpi.sketch') IS NOT NULL
-	   AND to_regprocedure('crm_kpi.relative_error(crm_kpi.sketch)') IS NOT NULL
-	   AND to_regprocedure('crm_kpi.sketch_agg(double precision)') IS NOT NULL THEN
-		EXECUTE 'INSERT INTO bench.meta SELECT ''sketch_bound'', crm_kpi.relative_error(crm_kpi.sketch_agg(x))::text FROM bench.latency';
-	END IF;
-END \$\$"
-
-for c in 1 2 3; do
-	for w in 0 2; do
-		SECONDS=0
-		psql_db -c "SELECT bench.run($c, $w, $REPS)" >/dev/null
-		say "comparison $c, $([ "$w" -eq 0 ] && echo serial || echo "$w workers"): ${SECONDS}s"
-	done
-done
-
-# The KPI tables: refresh, capture, rebuild (bench/kpi.sh); not with stand-ins.
-KPI_REPORT=()
-if [ "$STAND_INS" -eq 0 ]; then
-	. "$STAGE/src/bench/kpi.sh"
-	kpi_section
-	KPI_REPORT=(-f "$STAGE/src/bench/kpi_report.sql")
-fi
-
 TABLE=$STAGE/table.md
-psql_db -f "$STAGE/src/bench/report.sql" "${KPI_REPORT[@]}" >"$TABLE"
-# Freshness with the background worker (bench/freshness.sh), on the KPI section's data.
+: >"$TABLE"
+if [ "$PANELS_ONLY" -eq 0 ]; then
+	psql_db -f "$STAGE/src/bench/driver.sql"
+	psql_db -v stand_ins="$STAND_INS" -f "$STAGE/src/bench/contenders.sql"
+
+	MISSING=$(psql_db -At -c 'SELECT f FROM bench.missing_functions() f')
+	if [ -n "$MISSING" ]; then
+		say "this build of crm_kpi lacks functions the benchmark times:"
+		while IFS= read -r f; do say "  $f"; done <<<"$MISSING"
+		die "build them first (or check the driver alone with --stand-ins)"
+	fi
+
+	say "generating data (fixed seed): $SURVEY_ROWS survey rows, $LATENCY_ROWS response times, $DAYS days x ~$PER_DAY responses"
+	SECONDS=0
+	psql_db -v survey_rows="$SURVEY_ROWS" -v latency_rows="$LATENCY_ROWS" -v days="$DAYS" -v per_day="$PER_DAY" \
+		-f "$STAGE/src/bench/data.sql" >/dev/null
+	say "data ready in ${SECONDS}s"
+
+	# The sketch's own error bound, when crm_kpi has the sketch functions.
+	psql_db -c "
+	DO \$\$
+	BEGIN
+		IF to_regtype('crm_kpi.sketch') IS NOT NULL
+		   AND to_regprocedure('crm_kpi.relative_error(crm_kpi.sketch)') IS NOT NULL
+		   AND to_regprocedure('crm_kpi.sketch_agg(double precision)') IS NOT NULL THEN
+			EXECUTE 'INSERT INTO bench.meta SELECT ''sketch_bound'', crm_kpi.relative_error(crm_kpi.sketch_agg(x))::text FROM bench.latency';
+		END IF;
+	END \$\$"
+
+	for c in 1 2 3; do
+		for w in 0 2; do
+			SECONDS=0
+			psql_db -c "SELECT bench.run($c, $w, $REPS)" >/dev/null
+			say "comparison $c, $([ "$w" -eq 0 ] && echo serial || echo "$w workers"): ${SECONDS}s"
+		done
+	done
+
+	# The KPI tables: refresh, capture, rebuild (bench/kpi.sh); not with stand-ins.
+	KPI_REPORT=()
+	if [ "$STAND_INS" -eq 0 ]; then
+		. "$STAGE/src/bench/kpi.sh"
+		kpi_section
+		KPI_REPORT=(-f "$STAGE/src/bench/kpi_report.sql")
+	fi
+
+	psql_db -f "$STAGE/src/bench/report.sql" "${KPI_REPORT[@]}" >>"$TABLE"
+	# Freshness with the background worker (bench/freshness.sh), on the KPI section's data.
+	if [ "$STAND_INS" -eq 0 ]; then
+		. "$STAGE/src/bench/freshness.sh"
+		freshness_section >>"$TABLE"
+	fi
+fi
+# The Grafana panels against the raw tables (bench/panels.sh), in a database of its own.
 if [ "$STAND_INS" -eq 0 ]; then
-	. "$STAGE/src/bench/freshness.sh"
-	freshness_section >>"$TABLE"
+	. "$STAGE/src/bench/panels.sh"
+	panels_section >>"$TABLE"
 fi
 
 PG_VERSION=$(psql_db -At -c 'SHOW server_version')

@@ -2,8 +2,9 @@
 # demo.sh: the main job. Installs what it needs, builds and installs crm_kpi,
 # starts a private PostgreSQL cluster with the preload on a free localhost
 # port, creates the extension in database "crm", the reference CRM schema and
-# seeded sample data (with progress), prints the KPI report, and leaves the
-# cluster running for psql and Grafana.
+# seeded sample data (with progress), prints the KPI report and the lines that
+# start Grafana with the dashboards of grafana/ over it, and leaves the cluster
+# running for psql and Grafana.
 #
 #   bash scripts/demo.sh          start (or restart) the demo
 #   bash scripts/demo.sh status   is it running, and how to connect
@@ -38,19 +39,54 @@ demo_stop() {
 }
 
 demo_info() {
-	local port
+	local port password g=$DEMO/grafana
 	port=$(cat "$DEMO/port")
+	password=$(cat "$DEMO/password")
 	cat <<EOF
 
 crm_kpi demo is running (PostgreSQL $PG_MAJOR, data in $DEMO/data, log $DEMO/server.log).
 
   psql:     psql "host=$DEMO port=$port dbname=$DB user=postgres"
             (as root or postgres, over the cluster's private socket)
-  Grafana:  add a PostgreSQL data source: host localhost:$port, database $DB,
-            user $READER, password $(cat "$DEMO/password"), TLS disabled
-            (the same is in the environment of: source $DEMO/env)
+  reader:   source $DEMO/env && psql
+            (the read-only role $READER, over TCP on localhost)
   stop:     bash scripts/demo.sh stop
+
+Grafana (10.3 or later) with the data source and the six dashboards of grafana/, reading
+database $DB on localhost:$port as the read-only role $READER. Either Grafana installed
+from its packages (files in $g; the environment is also in $g/env):
+
+  CRM_KPI_PGHOST=localhost CRM_KPI_PGPORT=$port CRM_KPI_PGDATABASE=$DB \\
+  CRM_KPI_PGUSER=$READER CRM_KPI_PGPASSWORD=$password \\
+  GF_PATHS_PROVISIONING=$g/provisioning GF_PATHS_DATA=$g/data GF_PATHS_LOGS=$g/log \\
+  grafana-server --homepath /usr/share/grafana
+
+or Docker (host network, so that localhost is this machine):
+
+  docker run --rm --network host \\
+    -v $SRC_ROOT/grafana/provisioning/datasources:/etc/grafana/provisioning/datasources:ro \\
+    -v $SRC_ROOT/grafana/provisioning/dashboards:/etc/grafana/provisioning/dashboards:ro \\
+    -v $SRC_ROOT/grafana/dashboards:/var/lib/grafana/dashboards/crm_kpi:ro \\
+    -e CRM_KPI_PGHOST=localhost -e CRM_KPI_PGPORT=$port -e CRM_KPI_PGDATABASE=$DB \\
+    -e CRM_KPI_PGUSER=$READER -e CRM_KPI_PGPASSWORD=$password \\
+    grafana/grafana
+
+then open http://localhost:3000 (admin / admin): the dashboards are in the folder "CRM KPIs".
 EOF
+}
+
+# Grafana's files for the demo in $DEMO/grafana: the provisioning files of grafana/ (the
+# dashboard provider pointed at a copy of the dashboards there), and the environment
+# that points the data source at this cluster.
+demo_grafana_files() {
+	local port=$1 password=$2 g=$DEMO/grafana
+	mkdir -p "$g/provisioning/datasources" "$g/provisioning/dashboards" "$g/dashboards"
+	cp "$SRC_ROOT/grafana/provisioning/datasources/crm_kpi.yaml" "$g/provisioning/datasources/"
+	sed "s#^\( *path: \).*#\1$g/dashboards#" "$SRC_ROOT/grafana/provisioning/dashboards/crm_kpi.yaml" \
+		>"$g/provisioning/dashboards/crm_kpi.yaml"
+	cp "$SRC_ROOT"/grafana/dashboards/*.json "$g/dashboards/"
+	(umask 077 && printf 'export CRM_KPI_PGHOST=localhost CRM_KPI_PGPORT=%s CRM_KPI_PGDATABASE=%s CRM_KPI_PGUSER=%s CRM_KPI_PGPASSWORD=%s\n' \
+		"$port" "$DB" "$READER" "$password" >"$g/env")
 }
 
 demo_start() {
@@ -84,11 +120,13 @@ demo_start() {
 
 	local psql=(as_pg psql -X -q -v ON_ERROR_STOP=1 -h "$DEMO" -p "$port" -U postgres)
 	"${psql[@]}" -d postgres -c "CREATE DATABASE $DB"
-	"${psql[@]}" -d "$DB" <<SQL
+	"${psql[@]}" -d "$DB" >/dev/null <<SQL
 CREATE EXTENSION crm_kpi;
 CREATE ROLE $READER LOGIN PASSWORD '$password';
-GRANT USAGE ON SCHEMA crm_kpi TO $READER;
+SELECT crm_kpi.grant_reader('$READER');
+ALTER ROLE $READER SET statement_timeout = '5s';
 SQL
+	demo_grafana_files "$port" "$password"
 	say "loading sample data: $DEMO_CUSTOMERS customers, seed $DEMO_SEED"
 	"${psql[@]}" -d "$DB" -c "SELECT crm_kpi.create_reference_schema('crm')" >/dev/null
 	# Two years up to today, so that every lifecycle stage is present now.

@@ -18,7 +18,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use GrafanaMacros qw(go_float rfc3339_nano parse_interval format_interval panel_interval
-  interpolate_variables interpolate_global interpolate_macros expand_query);
+  interpolate_variables interpolate_global interpolate_macros expand_query dashboard_query);
 
 my $json = JSON::PP->new->utf8->relaxed(0);
 my $ds_yaml = slurp_file('grafana/provisioning/datasources/crm_kpi.yaml');
@@ -379,33 +379,10 @@ sub result_problems
 	return @p;
 }
 
-# The variable values of a run, per dashboard; options from the variable queries.
-sub variables_for
-{
-	my ($d, $options, $choice) = @_;
-	my %v;
-	for my $var (@{ $d->{templating}{list} })
-	{
-		my $c = $choice->{ $var->{name} };
-		my $value = $c // $var->{current}{value};
-		$v{ $var->{name} } = {
-			value => $value, multi => $var->{multi}, includeAll => $var->{includeAll},
-			allValue => $var->{allValue},
-			options => [ '$__all', @{ $options->{ $var->{name} } // [ map { $_->{value} } @{ $var->{options} } ] } ] };
-	}
-	return \%v;
-}
-
-# A query of a dashboard as Grafana sends it: its variables set by $choice
-# (options from the variable queries), over [$from, $to], with the $__interval
-# of its panel (max data points, or 1000 pixels; at least its min interval).
+# A query of a dashboard as Grafana sends it (GrafanaMacros::dashboard_query).
 sub grafana_sql
 {
-	my ($d, $panel, $sql, $options, $choice, $from, $to) = @_;
-	my ($ims, $itext) = panel_interval($from, $to, $panel->{maxDataPoints} // 1000, $panel->{interval});
-	return expand_query(sql => $sql, vars => variables_for($d, $options, $choice),
-		from_ms => $from, to_ms => $to, interval_ms => $ims, interval_text => $itext,
-		timescaledb => $timescaledb eq 'true');
+	return dashboard_query(@_, $timescaledb eq 'true');
 }
 
 my $now_ms = int(time() * 1000);

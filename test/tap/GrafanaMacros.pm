@@ -24,7 +24,8 @@ use POSIX qw(floor);
 our @EXPORT_OK = qw(
   go_float rfc3339_nano parse_go_duration parse_interval format_interval
   round_interval_ms seconds_to_hms panel_interval
-  interpolate_variables interpolate_global interpolate_macros expand_query);
+  interpolate_variables interpolate_global interpolate_macros expand_query
+  dashboard_variables dashboard_query);
 
 use constant {
 	NS_MS => 1_000_000,
@@ -410,6 +411,40 @@ sub expand_query
 	$sql = interpolate_global($sql, $a{from_ms}, $a{to_ms}, $a{interval_ms});
 	return interpolate_macros($sql, $a{from_ms}, $a{to_ms},
 		timescaledb => $a{timescaledb}, now_ms => $a{now_ms} // $a{to_ms});
+}
+
+# ------------------------------------------------------------ a dashboard's queries
+
+# The template variables of dashboard $d for expand_query: each at its value
+# in $choice (name => value), else its current value; options (for All) from
+# $options (name => [values], what the variable's query returned), else the
+# dashboard's own list.
+sub dashboard_variables
+{
+	my ($d, $options, $choice) = @_;
+	my %v;
+	for my $var (@{ $d->{templating}{list} })
+	{
+		my $c = $choice->{ $var->{name} };
+		my $value = $c // $var->{current}{value};
+		$v{ $var->{name} } = {
+			value => $value, multi => $var->{multi}, includeAll => $var->{includeAll},
+			allValue => $var->{allValue},
+			options => [ '$__all', @{ $options->{ $var->{name} } // [ map { $_->{value} } @{ $var->{options} } ] } ] };
+	}
+	return \%v;
+}
+
+# A query of dashboard $d as Grafana sends it: its variables set by $choice
+# (options from $options), over [$from_ms, $to_ms], with the $__interval of
+# $panel (its max data points, or 1000 pixels; at least its min interval).
+sub dashboard_query
+{
+	my ($d, $panel, $sql, $options, $choice, $from_ms, $to_ms, $timescaledb) = @_;
+	my ($ims, $itext) = panel_interval($from_ms, $to_ms, $panel->{maxDataPoints} // 1000, $panel->{interval});
+	return expand_query(sql => $sql, vars => dashboard_variables($d, $options, $choice),
+		from_ms => $from_ms, to_ms => $to_ms, interval_ms => $ims, interval_text => $itext,
+		timescaledb => $timescaledb);
 }
 
 1;
