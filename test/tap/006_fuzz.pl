@@ -339,7 +339,7 @@ push @report, "  $_" for @{ $swept->{notes} };
 diag($_) for @report;
 
 cmp_ok($total, '>=', 100000, 'at least 100000 inputs were tried') if $PER_FORM >= 10000;
-cmp_ok($accepted_total, '>', 1000, 'a good share of the inputs was accepted (the mutations are not all rejected)');
+cmp_ok($accepted_total, '>', $total / 20, 'a good share of the inputs was accepted (the mutations are not all rejected)');
 is(scalar @failures, 0, 'no crash, no improper SQLSTATE, no unsound accepted value');
 # Each kind of failure once, with how often it happened and its first input.
 my (%kinds, @order);

@@ -104,7 +104,7 @@ sub run
 		$POOL{ $c->[0] } //= [ 'NULL', "'(" . (',' x ($c->[1] - 1)) . ")'" ];
 	}
 
-	my (%outcomes, %p0001, %timeouts, %untyped, %seconds, %where, %skipped);
+	my (%outcomes, %p0001, %timeouts, %untyped, %seconds, %where, %skipped, %example);
 	my ($calls, $nfuncs, $via_aggregates) = (0, 0, 0);
 	my $call = sub {
 		my ($fname, $sql) = @_;
@@ -115,6 +115,7 @@ sub run
 		my $code = $r->{error} ? $r->{error}{C} : 'ok';
 		$outcomes{$code}++;
 		$where{$code}{$fname}++;
+		$example{$code} //= "$r->{error}{M}, in: " . substr($sql, 0, 200) if $r->{error};
 		$p0001{$fname}++ if $code eq 'P0001';
 		$timeouts{$fname}++ if $code eq '57014';
 		if ($code =~ /^XX/ || $code eq 'lost')
@@ -238,7 +239,8 @@ sub run
 	for my $code (sort keys %where)
 	{
 		next if $code =~ /^(ok|42...)$/ || ($code =~ /^22/ && $code ne '22000');
-		push @notes, "$code from: " . join(', ', map { "$_ ($where{$code}{$_})" } sort keys %{ $where{$code} });
+		push @notes, "$code from: " . join(', ', map { "$_ ($where{$code}{$_})" } sort keys %{ $where{$code} })
+		  . "; first: $example{$code}";
 	}
 	my @slow = (sort { $seconds{$b} <=> $seconds{$a} } keys %seconds)[ 0 .. 4 ];
 	push @notes, 'slowest: ' . join(', ', map { sprintf('%s %.1f s', $_, $seconds{$_}) } @slow);
