@@ -74,6 +74,8 @@ BEGIN
     IF days < 1 OR days > 36500 THEN
         RAISE EXCEPTION 'generate_sample_data: days = % is out of range 1 to 36500', days USING ERRCODE = '22003';
     END IF;
+    -- The refresh engine's lock: a refresh reading these tables and the ALTER TABLEs below would deadlock.
+    PERFORM pg_advisory_xact_lock(7226110472398251520);
     IF NOT isfinite(start_date) THEN
         RAISE EXCEPTION 'generate_sample_data: start_date must be finite' USING ERRCODE = '22008';
     END IF;
