@@ -25,17 +25,17 @@ CREATE TABLE crm_kpi.queue_routes (
     kind text NOT NULL,
     target text NOT NULL,
     grain text NOT NULL CHECK (grain IN ('day', 'month')),
+    customerless_only boolean NOT NULL,
     PRIMARY KEY (kind, target)
 );
 COMMENT ON TABLE crm_kpi.queue_routes IS
-    'The KPI families a captured day of each kind of source makes stale, by day or by the month containing it; a captured customer makes the customer stale';
+    'The KPI families a captured day of each kind of source makes stale, by day or by the month containing it (customerless_only: only a row without a customer; the customer''s own part of the family is kept through the customer); a captured customer makes the customer stale';
 INSERT INTO crm_kpi.queue_routes VALUES
-    ('orders', 'sales', 'day'),
-    ('orders', 'cohort', 'month'),
-    ('opportunities', 'pipeline', 'day'),
-    ('tickets', 'service', 'day'),
-    ('survey_responses', 'satisfaction', 'day'),
-    ('marketing_spend', 'marketing', 'month');
+    ('orders', 'sales', 'day', true),
+    ('opportunities', 'pipeline', 'day', false),
+    ('tickets', 'service', 'day', false),
+    ('survey_responses', 'satisfaction', 'day', false),
+    ('marketing_spend', 'marketing', 'month', false);
 
 -- The binding a table's capture triggers serve: its own, or that of the partitioned table it is a partition of.
 CREATE FUNCTION crm_kpi.capture_binding(kind text, source regclass) RETURNS crm_kpi.source_bindings

@@ -41,6 +41,22 @@ CREATE FUNCTION crm_kpi.period_rows(relation text, alias text, time_column name,
 COMMENT ON FUNCTION crm_kpi.period_rows(text, text, name, text, text, date[]) IS
     'SQL of a FROM item: the rows of a relation that have a time (a row without one is in no day), or only those whose time column lies in the days or months keys lists (index-friendly ranges: literal ones for runs of consecutive periods when there are few, else one per period read from $1)';
 
+-- A WHERE condition to append: only the customers of $1, when some are given.
+CREATE FUNCTION crm_kpi.id_filter(alias text, ids bigint[]) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN CASE WHEN ids IS NOT NULL THEN format(' AND %I.customer_id = ANY($1)', alias) ELSE '' END;
+COMMENT ON FUNCTION crm_kpi.id_filter(text, bigint[]) IS
+    'SQL to append to a WHERE clause: AND <alias>.customer_id = ANY($1) when ids is not NULL, else nothing';
+
+-- Months from a cohort month to a month.
+CREATE FUNCTION crm_kpi.month_offset(month date, cohort_month date) RETURNS integer
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN ((extract(year FROM month) - extract(year FROM cohort_month)) * 12
+            + extract(month FROM month) - extract(month FROM cohort_month))::integer;
+COMMENT ON FUNCTION crm_kpi.month_offset(date, date) IS
+    'Months from cohort_month to month (0 for the cohort month itself)';
+
 -- The current settings, as an engine_state row at as_of.
 CREATE FUNCTION crm_kpi.wanted_settings(as_of timestamptz) RETURNS crm_kpi.engine_state
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -98,6 +114,54 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION crm_kpi.fresh_sales_daily(date[]) IS
     'crm_kpi.sales_daily computed from the sources, for the given days (all when NULL)';
+
+-- sales_daily as the refresh engine keeps it: the sum of the customers' parts (customer_days) and the orders without
+-- a customer, for the given days. Never reads the orders of a customer: a customer's part changes only by its deltas.
+CREATE FUNCTION crm_kpi.rollup_sales_daily(days date[] DEFAULT NULL) RETURNS SETOF crm_kpi.sales_daily
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'WITH o AS NOT MATERIALIZED (%s) '
+        'SELECT x.day, x.rep_id, x.channel, sum(x.orders)::bigint, sum(x.revenue), sum(x.new_customers)::bigint, '
+        '       sum(x.reactivated_customers)::bigint '
+        'FROM (SELECT d.day, d.rep_id, d.channel, d.orders, d.revenue, d.new_customers, d.reactivated_customers '
+        '      FROM crm_kpi.customer_days d%s '
+        '      UNION ALL '
+        '      SELECT (o.ordered_at AT TIME ZONE %L)::date, o.rep_id, NULL, 1, coalesce(o.amount, 0), 0, 0 '
+        '      FROM %s WHERE o.status = ''completed'' AND o.customer_id IS NULL) x '
+        'GROUP BY 1, 2, 3',
+        crm_kpi.source_sql('orders'), CASE WHEN days IS NOT NULL THEN ' WHERE d.day = ANY($1)' ELSE '' END, st.timezone,
+        crm_kpi.period_rows('o', 'o', 'ordered_at', 'day', st.timezone, days)) USING days;
+END $$;
+COMMENT ON FUNCTION crm_kpi.rollup_sales_daily(date[]) IS
+    'crm_kpi.sales_daily as the sum of crm_kpi.customer_days and the completed orders without a customer, for the given days (all when NULL)';
+
+CREATE FUNCTION crm_kpi.fresh_customer_days(ids bigint[] DEFAULT NULL) RETURNS SETOF crm_kpi.customer_days
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'WITH o AS NOT MATERIALIZED (%s), c AS NOT MATERIALIZED (%s) '
+        'SELECT s.customer_id, (s.ordered_at AT TIME ZONE %L)::date, s.rep_id, cu.acquisition_channel, count(*), '
+        '       coalesce(sum(s.amount), 0), count(*) FILTER (WHERE cu.customer_id IS NOT NULL AND s.prev_at IS NULL), '
+        '       count(*) FILTER (WHERE cu.customer_id IS NOT NULL AND s.prev_at + %L::interval <= s.ordered_at) '
+        'FROM (SELECT o.*, lag(o.ordered_at) OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS prev_at '
+        '      FROM o WHERE o.status = ''completed'' AND o.ordered_at IS NOT NULL AND o.customer_id IS NOT NULL%5$s) s '
+        'LEFT JOIN (SELECT * FROM c WHERE true%6$s) cu ON cu.customer_id = s.customer_id '
+        'GROUP BY 1, 2, 3, 4',
+        crm_kpi.source_sql('orders'), crm_kpi.source_sql('customers'), st.timezone, st.churn_after,
+        crm_kpi.id_filter('o', ids),
+        crm_kpi.id_filter('c', ids)) USING ids;
+END $$;
+COMMENT ON FUNCTION crm_kpi.fresh_customer_days(bigint[]) IS
+    'crm_kpi.customer_days computed from the sources, for the given customers (all when NULL)';
 
 CREATE FUNCTION crm_kpi.fresh_pipeline_daily(days date[] DEFAULT NULL) RETURNS SETOF crm_kpi.pipeline_daily
     LANGUAGE plpgsql STABLE PARALLEL UNSAFE
@@ -168,7 +232,6 @@ CREATE FUNCTION crm_kpi.fresh_customer_stats(ids bigint[] DEFAULT NULL) RETURNS 
 AS $$
 DECLARE
     st crm_kpi.engine_state := crm_kpi.engine_settings();
-    only_ids text := CASE WHEN ids IS NOT NULL THEN ' AND %s = ANY($1)' ELSE '' END;
 BEGIN
     RETURN QUERY EXECUTE format(
         'WITH c AS NOT MATERIALIZED (%1$s), o AS NOT MATERIALIZED (%2$s), i AS NOT MATERIALIZED (%3$s), '
@@ -201,7 +264,7 @@ BEGIN
         '       a.new_day, coalesce(a.reactivation_days, ''{}'') '
         'FROM cu LEFT JOIN agg a ON a.customer_id = cu.customer_id LEFT JOIN ia ON ia.customer_id = cu.customer_id',
         crm_kpi.source_sql('customers'), crm_kpi.source_sql('orders'), crm_kpi.source_sql('interactions'),
-        format(only_ids, 'c.customer_id'), format(only_ids, 'o.customer_id'), format(only_ids, 'i.customer_id'),
+        crm_kpi.id_filter('c', ids), crm_kpi.id_filter('o', ids), crm_kpi.id_filter('i', ids),
         st.as_of, st.timezone, st.churn_after, st.active_window, st.loyal_min_tenure, st.loyal_min_orders) USING ids;
 END $$;
 COMMENT ON FUNCTION crm_kpi.fresh_customer_stats(bigint[]) IS
@@ -225,11 +288,69 @@ BEGIN
         'SELECT n.customer_id, n.spell::integer, min(n.ordered_at), max(n.ordered_at) + %4$L::interval '
         'FROM numbered n GROUP BY n.customer_id, n.spell',
         crm_kpi.source_sql('customers'), crm_kpi.source_sql('orders'), st.as_of, st.churn_after,
-        CASE WHEN ids IS NOT NULL THEN ' AND o.customer_id = ANY($1)' ELSE '' END,
-        CASE WHEN ids IS NOT NULL THEN ' AND c.customer_id = ANY($1)' ELSE '' END) USING ids;
+        crm_kpi.id_filter('o', ids),
+        crm_kpi.id_filter('c', ids)) USING ids;
 END $$;
 COMMENT ON FUNCTION crm_kpi.fresh_customer_spells(bigint[]) IS
     'crm_kpi.customer_spells computed from the sources as of engine_state.as_of, for the given customers (all when NULL)';
+
+CREATE FUNCTION crm_kpi.fresh_customer_months(ids bigint[] DEFAULT NULL) RETURNS SETOF crm_kpi.customer_months
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'WITH c AS NOT MATERIALIZED (%s), o AS NOT MATERIALIZED (%s) '
+        'SELECT x.customer_id, x.month, date_trunc(''month'', x.first_at AT TIME ZONE %L)::date, x.revenue '
+        'FROM (SELECT g.*, min(g.first_in_month) OVER (PARTITION BY g.customer_id) AS first_at '
+        '      FROM (SELECT o.customer_id, date_trunc(''month'', o.ordered_at AT TIME ZONE %3$L)::date AS month, '
+        '                   coalesce(sum(o.amount), 0) AS revenue, '
+        '                   min(o.ordered_at) FILTER (WHERE o.ordered_at <= %4$L) AS first_in_month '
+        '            FROM o WHERE o.status = ''completed'' AND o.ordered_at IS NOT NULL%5$s '
+        '              AND o.customer_id IN (SELECT c.customer_id FROM c WHERE true%6$s) '
+        '            GROUP BY 1, 2) g) x '
+        'WHERE x.first_at IS NOT NULL',
+        crm_kpi.source_sql('customers'), crm_kpi.source_sql('orders'), st.timezone, st.as_of,
+        crm_kpi.id_filter('o', ids),
+        crm_kpi.id_filter('c', ids)) USING ids;
+END $$;
+COMMENT ON FUNCTION crm_kpi.fresh_customer_months(bigint[]) IS
+    'crm_kpi.customer_months computed from the sources as of engine_state.as_of, for the given customers (all when NULL)';
+
+-- customer_months from the staged fresh customer_days and customer_stats of the same customers (no second pass
+-- over their orders): the revenue of their days by month, with the month of their first order.
+CREATE FUNCTION crm_kpi.derive_customer_months(ids bigint[] DEFAULT NULL) RETURNS SETOF crm_kpi.customer_months
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+BEGIN
+    RETURN QUERY
+    SELECT d.customer_id, date_trunc('month', d.day)::date,
+           date_trunc('month', s.first_order_at AT TIME ZONE st.timezone)::date, sum(d.revenue)
+    FROM pg_temp.fresh_customer_days d
+    JOIN pg_temp.fresh_customer_stats s ON s.customer_id = d.customer_id AND s.first_order_at IS NOT NULL
+    WHERE ids IS NULL OR d.customer_id = ANY(ids)
+    GROUP BY 1, 2, 3;
+END $$;
+COMMENT ON FUNCTION crm_kpi.derive_customer_months(bigint[]) IS
+    'crm_kpi.customer_months of some customers (all when NULL) from their staged fresh customer_days and customer_stats (pg_temp.fresh_customer_days, pg_temp.fresh_customer_stats)';
+
+-- cohort_monthly as the refresh engine keeps it: the count and sum of the customers' parts (customer_months).
+CREATE FUNCTION crm_kpi.rollup_cohort_monthly(months date[] DEFAULT NULL) RETURNS SETOF crm_kpi.cohort_monthly
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT m.month, m.cohort_month, crm_kpi.month_offset(m.month, m.cohort_month), count(*), sum(m.revenue)
+    FROM crm_kpi.customer_months m
+    WHERE months IS NULL OR m.month = ANY(months)
+    GROUP BY m.month, m.cohort_month;
+END;
+COMMENT ON FUNCTION crm_kpi.rollup_cohort_monthly(date[]) IS
+    'crm_kpi.cohort_monthly as the count and revenue of crm_kpi.customer_months per month and cohort, for the given months (all when NULL)';
 
 CREATE FUNCTION crm_kpi.fresh_cohort_monthly(months date[] DEFAULT NULL) RETURNS SETOF crm_kpi.cohort_monthly
     LANGUAGE plpgsql STABLE PARALLEL UNSAFE
@@ -240,9 +361,7 @@ DECLARE
 BEGIN
     RETURN QUERY EXECUTE format(
         'WITH o AS NOT MATERIALIZED (%s) '
-        'SELECT x.month, x.cohort_month, '
-        '       ((extract(year FROM x.month) - extract(year FROM x.cohort_month)) * 12 '
-        '        + extract(month FROM x.month) - extract(month FROM x.cohort_month))::integer, x.customers, x.revenue '
+        'SELECT x.month, x.cohort_month, crm_kpi.month_offset(x.month, x.cohort_month), x.customers, x.revenue '
         'FROM (SELECT date_trunc(''month'', o.ordered_at AT TIME ZONE %2$L)::date AS month, '
         '             date_trunc(''month'', cs.first_order_at AT TIME ZONE %2$L)::date AS cohort_month, '
         '             count(DISTINCT o.customer_id) AS customers, coalesce(sum(o.amount), 0) AS revenue '

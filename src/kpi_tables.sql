@@ -111,6 +111,33 @@ COMMENT ON TABLE crm_kpi.customer_spells IS
 CREATE INDEX customer_spells_ended ON crm_kpi.customer_spells (ended_at);
 CREATE INDEX customer_spells_started ON crm_kpi.customer_spells (started_at);
 
+-- Per-customer contributions: what each customer adds to sales_daily and cohort_monthly. A recomputed customer
+-- changes those tables by the difference of its contributions, never by rescanning days or months.
+CREATE TABLE crm_kpi.customer_days (
+    customer_id bigint NOT NULL,
+    day date NOT NULL,
+    rep_id bigint,
+    channel text,
+    orders bigint NOT NULL,
+    revenue numeric NOT NULL,
+    new_customers bigint NOT NULL,
+    reactivated_customers bigint NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (customer_id, day, rep_id)
+);
+COMMENT ON TABLE crm_kpi.customer_days IS
+    'Each customer''s part of sales_daily (every customer id that has completed orders, bound as a customer or not): per day and rep of the orders, with the customer''s acquisition channel; sales_daily is their sum plus the orders without a customer';
+CREATE INDEX customer_days_day ON crm_kpi.customer_days (day);
+
+CREATE TABLE crm_kpi.customer_months (
+    customer_id bigint NOT NULL,
+    month date NOT NULL,
+    cohort_month date NOT NULL,
+    revenue numeric NOT NULL,
+    PRIMARY KEY (customer_id, month)
+);
+COMMENT ON TABLE crm_kpi.customer_months IS
+    'Each customer''s part of cohort_monthly: the months with a completed order of every bound customer with a first order (as of engine_state.as_of), their revenue and the customer''s cohort month; cohort_monthly is their count and sum';
+
 CREATE TABLE crm_kpi.cohort_monthly (
     month date NOT NULL,
     cohort_month date NOT NULL,

@@ -7,20 +7,24 @@ CREATE TABLE crm_kpi.kpi_tables (
     key_columns name[] NOT NULL,
     key_grain text NOT NULL CHECK (key_grain IN ('day', 'month', 'customer')),
     own_target text NOT NULL,
-    queue_targets text[] NOT NULL
+    queue_targets text[] NOT NULL,
+    stage_function name NOT NULL,
+    delta_function name
 );
 COMMENT ON TABLE crm_kpi.kpi_tables IS
-    'The KPI tables kept by the refresh engine: their key columns (the first is the stale key), the queue target that refreshes them and every target whose pending keys may change them';
+    'The KPI tables kept by the refresh engine: their key columns (the first is the stale key), the queue target that refreshes them, every target whose pending keys may change them, the function computing their rows for stale keys (fresh_<table> from the sources, or rollup_<table> from the per-customer parts; crm_kpi.verify() always compares with fresh_<table>), and the function adding what a batch of recomputed customers changes in them (NULL: they have no part per customer, or are per customer)';
 INSERT INTO crm_kpi.kpi_tables VALUES
-    ('customer_stats', 1, '{customer_id}', 'customer', 'customer', '{customer,orders,customers,interactions}'),
-    ('customer_spells', 2, '{customer_id,spell}', 'customer', 'customer', '{customer,orders,customers,interactions}'),
-    ('sales_daily', 3, '{day,rep_id,channel}', 'day', 'sales', '{sales,customer,orders,customers,interactions}'),
-    ('pipeline_daily', 4, '{day,rep_id}', 'day', 'pipeline', '{pipeline,opportunities}'),
-    ('service_daily', 5, '{day}', 'day', 'service', '{service,tickets}'),
-    ('satisfaction_daily', 6, '{day}', 'day', 'satisfaction', '{satisfaction,survey_responses}'),
-    ('cohort_monthly', 7, '{month,cohort_month}', 'month', 'cohort', '{cohort,customer,orders,customers,interactions}'),
-    ('marketing_monthly', 8, '{month,channel}', 'month', 'marketing', '{marketing,marketing_spend,customer,orders,customers,interactions}'),
-    ('churn_monthly', 9, '{month}', 'month', 'churn', '{churn,customer,orders,customers,interactions}');
+    ('customer_stats', 1, '{customer_id}', 'customer', 'customer', '{customer,orders,customers,interactions}', 'fresh_customer_stats', NULL),
+    ('customer_spells', 2, '{customer_id,spell}', 'customer', 'customer', '{customer,orders,customers,interactions}', 'fresh_customer_spells', NULL),
+    ('customer_days', 3, '{customer_id,day,rep_id}', 'customer', 'customer', '{customer,orders,customers}', 'fresh_customer_days', NULL),
+    ('customer_months', 4, '{customer_id,month}', 'customer', 'customer', '{customer,orders,customers}', 'derive_customer_months', NULL),
+    ('sales_daily', 5, '{day,rep_id,channel}', 'day', 'sales', '{sales,customer,orders,customers}', 'rollup_sales_daily', 'add_sales_delta'),
+    ('pipeline_daily', 6, '{day,rep_id}', 'day', 'pipeline', '{pipeline,opportunities}', 'fresh_pipeline_daily', NULL),
+    ('service_daily', 7, '{day}', 'day', 'service', '{service,tickets}', 'fresh_service_daily', NULL),
+    ('satisfaction_daily', 8, '{day}', 'day', 'satisfaction', '{satisfaction,survey_responses}', 'fresh_satisfaction_daily', NULL),
+    ('cohort_monthly', 9, '{month,cohort_month}', 'month', 'cohort', '{cohort,customer,orders,customers}', 'rollup_cohort_monthly', 'add_cohort_delta'),
+    ('marketing_monthly', 10, '{month,channel}', 'month', 'marketing', '{marketing,marketing_spend,customer,orders,customers}', 'fresh_marketing_monthly', 'add_marketing_delta'),
+    ('churn_monthly', 11, '{month}', 'month', 'churn', '{churn,customer,orders,customers}', 'fresh_churn_monthly', 'add_churn_delta');
 
 CREATE TABLE crm_kpi.kpi_table_state (
     table_name name PRIMARY KEY REFERENCES crm_kpi.kpi_tables,
@@ -92,7 +96,7 @@ COMMENT ON FUNCTION crm_kpi.rebuild_reason() IS
     'Why the KPI tables need crm_kpi.rebuild(): never built, a source truncated, bound or unbound, or a setting they depend on changed since; NULL when they do not';
 
 -- Put the fresh rows of a KPI table for some keys (all when NULL) into its scratch table pg_temp.fresh_<table>.
-CREATE FUNCTION crm_kpi.stage_fresh(table_name name, keys anyarray) RETURNS void
+CREATE FUNCTION crm_kpi.stage_fresh(table_name name, keys anyarray, compute name DEFAULT NULL) RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -105,10 +109,10 @@ BEGIN
     ELSE
         EXECUTE format('TRUNCATE pg_temp.%I', scratch);
     END IF;
-    EXECUTE format('INSERT INTO pg_temp.%I SELECT * FROM crm_kpi.%I($1)', scratch, 'fresh_' || table_name) USING keys;
+    EXECUTE format('INSERT INTO pg_temp.%I SELECT * FROM crm_kpi.%I($1)', scratch, coalesce(compute, scratch)) USING keys;
 END $$;
-COMMENT ON FUNCTION crm_kpi.stage_fresh(name, anyarray) IS
-    'Computes a KPI table afresh for some keys (all when NULL) into the scratch table pg_temp.fresh_<table>, dropped at commit';
+COMMENT ON FUNCTION crm_kpi.stage_fresh(name, anyarray, name) IS
+    'Computes a KPI table for some keys (all when NULL) into the scratch table pg_temp.fresh_<table>, dropped at commit: with crm_kpi.<compute>(keys), by default crm_kpi.fresh_<table>(keys) (from the sources)';
 
 -- Drop the scratch tables of this transaction (else they would hold the extension's types until commit).
 CREATE FUNCTION crm_kpi.drop_scratch() RETURNS void
@@ -140,17 +144,20 @@ BEGIN
     IF keys IS NULL THEN
         EXECUTE format('DELETE FROM crm_kpi.%I', table_name);
         GET DIAGNOSTICS deleted = ROW_COUNT;
-        EXECUTE format('INSERT INTO crm_kpi.%I SELECT * FROM pg_temp.%I', table_name, 'fresh_' || table_name);
+        -- In the order of the table's key: its unique index grows at its right edge instead of at random pages.
+        EXECUTE format('INSERT INTO crm_kpi.%I SELECT * FROM pg_temp.%I ORDER BY %s', table_name, 'fresh_' || table_name,
+                       (SELECT string_agg(quote_ident(c), ', ') FROM crm_kpi.kpi_tables t, unnest(t.key_columns) c
+                        WHERE t.table_name = apply_fresh.table_name));
         GET DIAGNOSTICS inserted = ROW_COUNT;
     ELSE
-        -- Rows equal to their fresh version stay; the others are replaced.
+        -- Rows equal to their fresh version (byte for byte) stay; the others are replaced.
         EXECUTE format('DELETE FROM crm_kpi.%1$I t WHERE t.%3$I = ANY($1) '
-                       'AND NOT EXISTS (SELECT FROM pg_temp.%2$I f WHERE f.%3$I = t.%3$I AND f::text = t::text)',
+                       'AND NOT EXISTS (SELECT FROM pg_temp.%2$I f WHERE f.%3$I = t.%3$I AND f OPERATOR(pg_catalog.*=) t)',
                        table_name, 'fresh_' || table_name, key_column) USING keys;
         GET DIAGNOSTICS deleted = ROW_COUNT;
         EXECUTE format('INSERT INTO crm_kpi.%1$I SELECT f.* FROM pg_temp.%2$I f '
                        'WHERE NOT EXISTS (SELECT FROM crm_kpi.%1$I t WHERE t.%3$I = ANY($1) AND t.%3$I = f.%3$I '
-                       '                  AND t::text = f::text)',
+                       '                  AND t OPERATOR(pg_catalog.*=) f)',
                        table_name, 'fresh_' || table_name, key_column) USING keys;
         GET DIAGNOSTICS inserted = ROW_COUNT;
     END IF;
@@ -158,54 +165,6 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION crm_kpi.apply_fresh(name, anyarray) IS
     'Makes a KPI table equal to its staged fresh rows for some keys (all when NULL), rewriting only the rows that differ; returns rows deleted + inserted';
-
--- The keys a batch of recomputed customers makes stale elsewhere (sales days, cohort, marketing and churn months).
-CREATE FUNCTION crm_kpi.queue_customer_effects(ids bigint[]) RETURNS void
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    st crm_kpi.engine_state := crm_kpi.engine_settings();
-    moved bigint[];
-BEGIN
-    -- Customers that appeared, disappeared, or changed channel or cohort: every day and month of their orders.
-    SELECT array_agg(coalesce(o.customer_id, f.customer_id)) INTO moved
-    FROM (SELECT * FROM crm_kpi.customer_stats WHERE customer_id = ANY(ids)) o
-    FULL JOIN pg_temp.fresh_customer_stats f ON f.customer_id = o.customer_id
-    WHERE o.customer_id IS NULL OR f.customer_id IS NULL
-       OR o.acquisition_channel IS DISTINCT FROM f.acquisition_channel
-       OR date_trunc('month', o.first_order_at AT TIME ZONE st.timezone)
-          IS DISTINCT FROM date_trunc('month', f.first_order_at AT TIME ZONE st.timezone);
-    IF moved IS NOT NULL THEN
-        EXECUTE format('INSERT INTO crm_kpi.change_queue (target, day) '
-                       'SELECT DISTINCT k.target, k.day FROM (%s) o CROSS JOIN LATERAL (VALUES '
-                       '(''sales'', (o.ordered_at AT TIME ZONE %L)::date), '
-                       '(''cohort'', date_trunc(''month'', o.ordered_at AT TIME ZONE %L)::date)) AS k (target, day) '
-                       'WHERE o.status = ''completed'' AND o.customer_id = ANY($1) AND o.ordered_at IS NOT NULL',
-                       crm_kpi.source_sql('orders'), st.timezone, st.timezone) USING moved;
-    END IF;
-    INSERT INTO crm_kpi.change_queue (target, day)
-    SELECT DISTINCT k.target, k.day
-    FROM (SELECT * FROM crm_kpi.customer_stats WHERE customer_id = ANY(ids)) o
-    FULL JOIN pg_temp.fresh_customer_stats f ON f.customer_id = o.customer_id
-    CROSS JOIN LATERAL (
-        -- new and reactivated customers are counted on these days: those that differ
-        SELECT 'sales', d FROM unnest(ARRAY[o.new_day, f.new_day]) d WHERE o.new_day IS DISTINCT FROM f.new_day
-        UNION ALL
-        SELECT 'sales', d FROM (SELECT unnest(o.reactivation_days) EXCEPT ALL SELECT unnest(f.reactivation_days)) AS x (d)
-        UNION ALL
-        SELECT 'sales', d FROM (SELECT unnest(f.reactivation_days) EXCEPT ALL SELECT unnest(o.reactivation_days)) AS x (d)
-        UNION ALL
-        -- new customers per channel are counted in the month of the first order
-        SELECT 'marketing', date_trunc('month', x AT TIME ZONE st.timezone)::date
-        FROM unnest(ARRAY[o.first_order_at, f.first_order_at]) x
-        WHERE o.customer_id IS NULL OR f.customer_id IS NULL
-           OR o.acquisition_channel IS DISTINCT FROM f.acquisition_channel
-           OR o.first_order_at IS DISTINCT FROM f.first_order_at) AS k (target, day)
-    WHERE k.day IS NOT NULL;
-END $$;
-COMMENT ON FUNCTION crm_kpi.queue_customer_effects(bigint[]) IS
-    'Queues the sales days and the cohort and marketing months that the staged fresh customer_stats rows of some customers change';
 
 -- The churn months a batch of recomputed spells makes stale.
 CREATE FUNCTION crm_kpi.queue_spell_effects(ids bigint[]) RETURNS void
@@ -294,7 +253,8 @@ BEGIN
                    RETURNING q.target, q.day, q.customer_id)
     INSERT INTO crm_kpi.change_queue (target, day, customer_id)
     SELECT r.target, CASE r.grain WHEN 'month' THEN date_trunc('month', k.day)::date ELSE k.day END, NULL
-    FROM taken k JOIN crm_kpi.queue_routes r ON r.kind = k.target WHERE k.day IS NOT NULL
+    FROM taken k JOIN crm_kpi.queue_routes r ON r.kind = k.target
+    WHERE k.day IS NOT NULL AND (k.customer_id IS NULL OR NOT r.customerless_only)
     UNION
     SELECT 'customer', NULL, k.customer_id FROM taken k WHERE k.customer_id IS NOT NULL;
     GET DIAGNOSTICS rows = ROW_COUNT;
@@ -309,16 +269,22 @@ BEGIN
               WHERE q.target = 'customer' AND q.customer_id = p.customer_id RETURNING q.customer_id)
     SELECT array_agg(DISTINCT customer_id) INTO ids FROM taken;
     IF ids IS NOT NULL THEN
-        PERFORM crm_kpi.report_activity(format('customer_stats and customer_spells, %s customers (%s keys still queued)',
+        PERFORM crm_kpi.report_activity(format('customers, %s of them (%s keys still queued)',
                                                cardinality(ids), (SELECT count(*) FROM crm_kpi.change_queue)));
-        PERFORM crm_kpi.stage_fresh('customer_stats', ids);
-        PERFORM crm_kpi.stage_fresh('customer_spells', ids);
-        PERFORM crm_kpi.queue_customer_effects(ids);
-        PERFORM crm_kpi.queue_spell_effects(ids);
-        rows := crm_kpi.apply_fresh('customer_stats', ids);
-        tables := jsonb_set(tables, '{customer_stats}', to_jsonb(coalesce((tables ->> 'customer_stats')::bigint, 0) + rows));
-        rows := crm_kpi.apply_fresh('customer_spells', ids);
-        tables := jsonb_set(tables, '{customer_spells}', to_jsonb(coalesce((tables ->> 'customer_spells')::bigint, 0) + rows));
+        FOR t IN SELECT k.table_name, k.stage_function FROM crm_kpi.kpi_tables k WHERE k.key_grain = 'customer'
+                 ORDER BY k.position LOOP
+            PERFORM crm_kpi.stage_fresh(t.table_name, ids, t.stage_function);
+        END LOOP;
+        -- Before the customer tables are replaced: the tables summed over customers change by fresh - stored.
+        FOR t IN SELECT k.table_name, k.delta_function FROM crm_kpi.kpi_tables k
+                 WHERE k.delta_function IS NOT NULL ORDER BY k.position LOOP
+            EXECUTE format('SELECT crm_kpi.%I($1)', t.delta_function) INTO rows USING ids;
+            tables := jsonb_set(tables, ARRAY[t.table_name::text], to_jsonb(coalesce((tables ->> t.table_name)::bigint, 0) + rows));
+        END LOOP;
+        FOR t IN SELECT k.table_name FROM crm_kpi.kpi_tables k WHERE k.key_grain = 'customer' ORDER BY k.position LOOP
+            rows := crm_kpi.apply_fresh(t.table_name, ids);
+            tables := jsonb_set(tables, ARRAY[t.table_name::text], to_jsonb(coalesce((tables ->> t.table_name)::bigint, 0) + rows));
+        END LOOP;
         keys := cardinality(ids);
         RETURN;
     END IF;
@@ -330,14 +296,14 @@ BEGIN
                           AND q.day IS NOT NULL LIMIT n),
         taken AS (DELETE FROM crm_kpi.change_queue q USING picked p
                   WHERE q.target = p.target AND q.day = p.day RETURNING q.target, q.day)
-        SELECT k.table_name, k.position, array_agg(DISTINCT taken.day) AS days
+        SELECT k.table_name, k.position, k.key_grain, k.stage_function, array_agg(DISTINCT taken.day) AS days
         FROM taken JOIN crm_kpi.kpi_tables k ON k.own_target = taken.target
-        GROUP BY k.table_name, k.position ORDER BY k.position
+        GROUP BY k.table_name, k.position, k.key_grain, k.stage_function ORDER BY k.position
     LOOP
         PERFORM crm_kpi.report_activity(format('%s, %s %s (%s keys still queued)', t.table_name,
-                                               cardinality(t.days), CASE WHEN t.position >= 7 THEN 'months' ELSE 'days' END,
+                                               cardinality(t.days), t.key_grain || 's',
                                                (SELECT count(*) FROM crm_kpi.change_queue)));
-        PERFORM crm_kpi.stage_fresh(t.table_name, t.days);
+        PERFORM crm_kpi.stage_fresh(t.table_name, t.days, t.stage_function);
         rows := crm_kpi.apply_fresh(t.table_name, t.days);
         tables := jsonb_set(tables, ARRAY[t.table_name::text], to_jsonb(coalesce((tables ->> t.table_name)::bigint, 0) + rows));
         keys := keys + cardinality(t.days);
@@ -406,10 +372,10 @@ BEGIN
             FOR t IN SELECT * FROM crm_kpi.kpi_tables ORDER BY position LOOP
                 failed_table := t.table_name;
                 IF t.key_grain = 'customer' THEN
-                    PERFORM crm_kpi.stage_fresh(t.table_name, NULL::bigint[]);
+                    PERFORM crm_kpi.stage_fresh(t.table_name, NULL::bigint[], t.stage_function);
                     rows := crm_kpi.apply_fresh(t.table_name, NULL::bigint[]);
                 ELSE
-                    PERFORM crm_kpi.stage_fresh(t.table_name, NULL::date[]);
+                    PERFORM crm_kpi.stage_fresh(t.table_name, NULL::date[], t.stage_function);
                     rows := crm_kpi.apply_fresh(t.table_name, NULL::date[]);
                 END IF;
                 tables := jsonb_set(tables, ARRAY[t.table_name::text], to_jsonb(rows));

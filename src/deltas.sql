@@ -1,0 +1,203 @@
+-- deltas.sql: how a batch of recomputed customers changes the KPI tables summed over customers: by the difference
+-- between their staged fresh rows (pg_temp.fresh_<table>) and their stored ones, never by rescanning days or months.
+-- Each runs before the customer tables are replaced; counts and numeric sums make every difference exact.
+
+-- sales_daily: the customers' parts (customer_days). A row left with no orders is deleted.
+CREATE FUNCTION crm_kpi.add_sales_delta(ids bigint[]) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    written bigint;
+    deleted bigint := 0;
+    emptied tid[];
+BEGIN
+    WITH d AS (
+        SELECT x.day, x.rep_id, x.channel, sum(x.orders)::bigint AS orders, sum(x.revenue) AS revenue,
+               sum(x.new_customers)::bigint AS new_customers, sum(x.reactivated_customers)::bigint AS reactivated_customers
+        FROM (SELECT c.day, c.rep_id, c.channel, -c.orders AS orders, -c.revenue AS revenue,
+                     -c.new_customers AS new_customers, -c.reactivated_customers AS reactivated_customers
+              FROM crm_kpi.customer_days c WHERE c.customer_id = ANY(ids)
+              UNION ALL
+              SELECT f.day, f.rep_id, f.channel, f.orders, f.revenue, f.new_customers, f.reactivated_customers
+              FROM pg_temp.fresh_customer_days f) x
+        GROUP BY 1, 2, 3
+        HAVING sum(x.orders) <> 0 OR sum(x.revenue) <> 0 OR sum(x.new_customers) <> 0 OR sum(x.reactivated_customers) <> 0),
+    up AS (
+        INSERT INTO crm_kpi.sales_daily AS s SELECT * FROM d
+        ON CONFLICT (day, rep_id, channel) DO UPDATE SET
+            orders = s.orders + excluded.orders, revenue = s.revenue + excluded.revenue,
+            new_customers = s.new_customers + excluded.new_customers,
+            reactivated_customers = s.reactivated_customers + excluded.reactivated_customers
+        RETURNING s.ctid, s.orders)
+    SELECT count(*), array_agg(up.ctid) FILTER (WHERE up.orders = 0) INTO written, emptied FROM up;
+    IF emptied IS NOT NULL THEN
+        DELETE FROM crm_kpi.sales_daily s WHERE s.ctid = ANY(emptied);
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+    END IF;
+    RETURN written + deleted;
+END $$;
+COMMENT ON FUNCTION crm_kpi.add_sales_delta(bigint[]) IS
+    'Adds to crm_kpi.sales_daily the staged fresh customer_days of some customers minus their stored ones, deleting the rows left with no orders; returns the rows written';
+
+-- cohort_monthly: the customers' parts (customer_months). A cell left with no customers is deleted.
+CREATE FUNCTION crm_kpi.add_cohort_delta(ids bigint[]) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    written bigint;
+    deleted bigint := 0;
+    emptied tid[];
+BEGIN
+    WITH d AS (
+        SELECT x.month, x.cohort_month, sum(x.customers)::bigint AS customers, sum(x.revenue) AS revenue
+        FROM (SELECT c.month, c.cohort_month, -1 AS customers, -c.revenue AS revenue
+              FROM crm_kpi.customer_months c WHERE c.customer_id = ANY(ids)
+              UNION ALL
+              SELECT f.month, f.cohort_month, 1, f.revenue FROM pg_temp.fresh_customer_months f) x
+        GROUP BY 1, 2
+        HAVING sum(x.customers) <> 0 OR sum(x.revenue) <> 0),
+    up AS (
+        INSERT INTO crm_kpi.cohort_monthly AS s
+        SELECT d.month, d.cohort_month, crm_kpi.month_offset(d.month, d.cohort_month), d.customers, d.revenue
+        FROM d
+        ON CONFLICT (month, cohort_month) DO UPDATE SET
+            customers = s.customers + excluded.customers, revenue = s.revenue + excluded.revenue
+        RETURNING s.ctid, s.customers)
+    SELECT count(*), array_agg(up.ctid) FILTER (WHERE up.customers = 0) INTO written, emptied FROM up;
+    IF emptied IS NOT NULL THEN
+        DELETE FROM crm_kpi.cohort_monthly s WHERE s.ctid = ANY(emptied);
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+    END IF;
+    RETURN written + deleted;
+END $$;
+COMMENT ON FUNCTION crm_kpi.add_cohort_delta(bigint[]) IS
+    'Adds to crm_kpi.cohort_monthly the staged fresh customer_months of some customers minus their stored ones, deleting the cells left with no customers; returns the rows written';
+
+-- marketing_monthly: new customers per month of first order and channel, from customer_stats. A row whose new
+-- customers fall to 0 may still stand for spend, or not: its month is queued, to be recomputed from the sources.
+CREATE FUNCTION crm_kpi.add_marketing_delta(ids bigint[]) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+    written bigint;
+    emptied date[];
+BEGIN
+    WITH d AS (
+        SELECT x.month, x.channel, sum(x.n)::bigint AS n
+        FROM (SELECT date_trunc('month', c.first_order_at AT TIME ZONE st.timezone)::date AS month,
+                     c.acquisition_channel AS channel, -1 AS n
+              FROM crm_kpi.customer_stats c WHERE c.customer_id = ANY(ids) AND c.first_order_at IS NOT NULL
+              UNION ALL
+              SELECT date_trunc('month', f.first_order_at AT TIME ZONE st.timezone)::date, f.acquisition_channel, 1
+              FROM pg_temp.fresh_customer_stats f WHERE f.first_order_at IS NOT NULL) x
+        GROUP BY 1, 2
+        HAVING sum(x.n) <> 0),
+    up AS (
+        INSERT INTO crm_kpi.marketing_monthly AS s SELECT d.month, d.channel, 0, d.n FROM d
+        ON CONFLICT (month, channel) DO UPDATE SET new_customers = s.new_customers + excluded.new_customers
+        RETURNING s.month, s.new_customers)
+    SELECT count(*), array_agg(DISTINCT up.month) FILTER (WHERE up.new_customers = 0) INTO written, emptied FROM up;
+    IF emptied IS NOT NULL THEN
+        INSERT INTO crm_kpi.change_queue (target, day) SELECT 'marketing', m FROM unnest(emptied) m;
+    END IF;
+    RETURN written;
+END $$;
+COMMENT ON FUNCTION crm_kpi.add_marketing_delta(bigint[]) IS
+    'Adds to crm_kpi.marketing_monthly the new customers of the staged fresh customer_stats of some customers minus their stored ones; queues the months where a row''s new customers fell to 0 (recomputed from the sources: the row stays only if it has spend); returns the rows written';
+
+-- The spells of some customers that the staged fresh ones remove (sign -1) or add (sign 1).
+CREATE FUNCTION crm_kpi.changed_spells(ids bigint[])
+    RETURNS TABLE (sign integer, customer_id bigint, spell integer, started_at timestamptz, ended_at timestamptz)
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    WITH o AS MATERIALIZED (SELECT * FROM crm_kpi.customer_spells s WHERE s.customer_id = ANY(ids))
+    SELECT -1, o.* FROM o
+    WHERE NOT EXISTS (SELECT FROM pg_temp.fresh_customer_spells f
+                      WHERE f.customer_id = o.customer_id AND f.spell = o.spell
+                        AND f.started_at = o.started_at AND f.ended_at = o.ended_at)
+    UNION ALL
+    SELECT 1, f.* FROM pg_temp.fresh_customer_spells f
+    WHERE NOT EXISTS (SELECT FROM o
+                      WHERE o.customer_id = f.customer_id AND o.spell = f.spell
+                        AND o.started_at = f.started_at AND o.ended_at = f.ended_at);
+END $$;
+COMMENT ON FUNCTION crm_kpi.changed_spells(bigint[]) IS
+    'The stored spells of some customers that their staged fresh spells (pg_temp.fresh_customer_spells) remove, with sign -1, and those they add, with sign 1';
+
+-- churn_monthly: each spell counts at the start of every month it spans, in the month it churns (once that has
+-- happened) and in the month it starts. When the change moves the first month (that of the first spell, from which
+-- the table has a row per month), the months the spells touch are queued instead.
+CREATE FUNCTION crm_kpi.add_churn_delta(ids bigint[]) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+    first_month date := (SELECT min(c.month) FROM crm_kpi.churn_monthly c);
+    written bigint;
+    -- The first month after the change: that of the first spell of the other customers or of the fresh ones.
+    new_first timestamptz := least((SELECT min(s.started_at) FROM crm_kpi.customer_spells s WHERE s.customer_id <> ALL(ids)),
+                                   (SELECT min(f.started_at) FROM pg_temp.fresh_customer_spells f));
+    new_first_month date := date_trunc('month', new_first AT TIME ZONE st.timezone)::date;
+    last_month date := date_trunc('month', st.as_of AT TIME ZONE st.timezone)::date;
+BEGIN
+    IF first_month IS NULL AND new_first IS NULL THEN
+        RETURN 0;  -- no spell before, none after
+    END IF;
+    IF first_month IS DISTINCT FROM new_first_month THEN
+        -- The months the spells touch, and those that appear or disappear with the first month (all of them when
+        -- the table was empty or will be).
+        PERFORM crm_kpi.queue_spell_effects(ids);
+        INSERT INTO crm_kpi.change_queue (target, day)
+        SELECT 'churn', g::date
+        FROM generate_series(least(first_month, new_first_month),
+                             CASE WHEN first_month IS NULL OR new_first_month IS NULL THEN last_month
+                                  ELSE greatest(first_month, new_first_month) END,
+                             interval '1 month') g;
+        RETURN 0;
+    END IF;
+    WITH c AS MATERIALIZED (SELECT * FROM crm_kpi.changed_spells(ids)),
+    contribution AS (
+        -- at the start of each month after the one it starts in, up to the one it ends in and that of as_of
+        SELECT g::date AS month, c.sign AS at_start, 0 AS churned, 0 AS acquired, 0 AS reactivated
+        FROM c
+        CROSS JOIN generate_series(date_trunc('month', c.started_at AT TIME ZONE st.timezone) + interval '1 month',
+                                   date_trunc('month', least(c.ended_at, st.as_of) AT TIME ZONE st.timezone),
+                                   interval '1 month') g
+        WHERE (g::timestamp AT TIME ZONE st.timezone) <= c.ended_at
+        UNION ALL
+        -- churned in the month it ends in, once that has happened, if it began before that month
+        SELECT date_trunc('month', c.ended_at AT TIME ZONE st.timezone)::date, 0, c.sign, 0, 0
+        FROM c
+        WHERE c.ended_at <= st.as_of
+          AND c.started_at < (date_trunc('month', c.ended_at AT TIME ZONE st.timezone)::timestamp AT TIME ZONE st.timezone)
+        UNION ALL
+        -- new or reactivated in the month it starts in
+        SELECT date_trunc('month', c.started_at AT TIME ZONE st.timezone)::date, 0, 0,
+               CASE WHEN c.spell = 1 THEN c.sign ELSE 0 END, CASE WHEN c.spell > 1 THEN c.sign ELSE 0 END
+        FROM c),
+    d AS (
+        SELECT x.month, sum(x.at_start)::bigint AS at_start, sum(x.churned)::bigint AS churned,
+               sum(x.acquired)::bigint AS acquired, sum(x.reactivated)::bigint AS reactivated
+        FROM contribution x
+        GROUP BY 1
+        HAVING sum(x.at_start) <> 0 OR sum(x.churned) <> 0 OR sum(x.acquired) <> 0 OR sum(x.reactivated) <> 0),
+    up AS (
+        INSERT INTO crm_kpi.churn_monthly AS s SELECT * FROM d
+        ON CONFLICT (month) DO UPDATE SET
+            customers_at_start = s.customers_at_start + excluded.customers_at_start,
+            churned = s.churned + excluded.churned, new_customers = s.new_customers + excluded.new_customers,
+            reactivated = s.reactivated + excluded.reactivated
+        RETURNING 1)
+    SELECT count(*) INTO written FROM up;
+    RETURN written;
+END $$;
+COMMENT ON FUNCTION crm_kpi.add_churn_delta(bigint[]) IS
+    'Adds to crm_kpi.churn_monthly the counts of the staged fresh customer_spells of some customers minus their stored ones (customers at the start of each month they span, churned, new, reactivated); when the change moves the first month of the table (that of the first spell), queues the months they touch instead (crm_kpi.queue_spell_effects); returns the rows written';
