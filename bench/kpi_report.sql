@@ -1,6 +1,6 @@
 -- kpi_report.sql: the markdown tables of the KPI-table section, from bench.kpi_timing
 -- (medians of the timed rounds; round 0, the warm-up, left out) and its targets.
--- Needs the helpers of report.sql (bench.ms, bench.x, bench.meta, bench.n).
+-- Needs the helpers of report_helpers.sql (bench.ms, bench.x, bench.meta, bench.n).
 \pset format unaligned
 \pset tuples_only on
 \pset footer off

@@ -17,6 +17,8 @@
 #   bash scripts/bench.sh --stand-ins   time plain-SQL stand-ins in place of the
 #                                       crm_kpi functions this build lacks
 #   bash scripts/bench.sh --panels-only only the Grafana panel section
+#   bash scripts/bench.sh --kpi-only    only the KPI-table section (refresh, capture,
+#                                       rebuild, freshness)
 #
 # Only a full run of all of crm_kpi's own sections writes bench/RESULTS.md; the
 # others write bench/tmp/RESULTS.md.
@@ -26,6 +28,7 @@ set -euo pipefail
 QUICK=0
 STAND_INS=0
 PANELS_ONLY=0
+KPI_ONLY=0
 REPS=5
 KPI_REPS=
 COMMAND="bash scripts/bench.sh${*:+ $*}"
@@ -34,6 +37,7 @@ while [ $# -gt 0 ]; do
 	--quick) QUICK=1 ;;
 	--stand-ins) STAND_INS=1 ;;
 	--panels-only) PANELS_ONLY=1 ;;
+	--kpi-only) KPI_ONLY=1 ;;
 	--reps)
 		if [ $# -lt 2 ] || ! [[ $2 =~ ^[1-9][0-9]*$ ]]; then die "--reps needs a positive number"; fi
 		REPS=$2
@@ -48,7 +52,7 @@ while [ $# -gt 0 ]; do
 		sed -n '2,/^set /p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 		exit 0
 		;;
-	*) die "unknown option '$1' (--quick, --reps N, --kpi-reps N, --stand-ins, --panels-only)" ;;
+	*) die "unknown option '$1' (--quick, --reps N, --kpi-reps N, --stand-ins, --panels-only, --kpi-only)" ;;
 	esac
 	shift
 done
@@ -60,7 +64,9 @@ else
 	SURVEY_ROWS=10000000 LATENCY_ROWS=5000000 DAYS=1096 PER_DAY=1500
 	: "${KPI_REPS:=1}"
 fi
-if [ "$QUICK" -eq 0 ] && [ "$STAND_INS" -eq 0 ] && [ "$PANELS_ONLY" -eq 0 ]; then
+[ "$PANELS_ONLY" -eq 1 ] && [ "$KPI_ONLY" -eq 1 ] && die "--panels-only and --kpi-only exclude each other"
+[ "$STAND_INS" -eq 1 ] && [ "$KPI_ONLY" -eq 1 ] && die "--kpi-only has no stand-ins"
+if [ "$QUICK" -eq 0 ] && [ "$STAND_INS" -eq 0 ] && [ "$PANELS_ONLY" -eq 0 ] && [ "$KPI_ONLY" -eq 0 ]; then
 	RESULTS=$SRC_ROOT/bench/RESULTS.md
 else
 	RESULTS=$SRC_ROOT/bench/tmp/RESULTS.md
@@ -106,7 +112,14 @@ psql_pg -d postgres -c "CREATE DATABASE $DB"
 psql_db -c 'CREATE EXTENSION crm_kpi' -c 'CREATE EXTENSION tdigest'
 TABLE=$STAGE/table.md
 : >"$TABLE"
-if [ "$PANELS_ONLY" -eq 0 ]; then
+if [ "$KPI_ONLY" -eq 1 ]; then
+	psql_db -f "$STAGE/src/bench/driver.sql"
+	. "$STAGE/src/bench/kpi.sh"
+	kpi_section
+	psql_db -f "$STAGE/src/bench/report_helpers.sql" -f "$STAGE/src/bench/kpi_report.sql" >>"$TABLE"
+	. "$STAGE/src/bench/freshness.sh"
+	freshness_section >>"$TABLE"
+elif [ "$PANELS_ONLY" -eq 0 ]; then
 	psql_db -f "$STAGE/src/bench/driver.sql"
 	psql_db -v stand_ins="$STAND_INS" -f "$STAGE/src/bench/contenders.sql"
 
@@ -158,7 +171,7 @@ if [ "$PANELS_ONLY" -eq 0 ]; then
 	fi
 fi
 # The Grafana panels against the raw tables (bench/panels.sh), in a database of its own.
-if [ "$STAND_INS" -eq 0 ]; then
+if [ "$STAND_INS" -eq 0 ] && [ "$KPI_ONLY" -eq 0 ]; then
 	. "$STAGE/src/bench/panels.sh"
 	panels_section >>"$TABLE"
 fi
