@@ -2,8 +2,8 @@
 -- between their staged fresh rows (pg_temp.fresh_<table>) and their stored ones, never by rescanning days or months.
 -- Each runs before the customer tables are replaced; counts and numeric sums make every difference exact.
 
--- sales_daily: the customers' parts (customer_days). A row left with no orders is deleted.
-CREATE FUNCTION crm_kpi.add_sales_delta(ids bigint[]) RETURNS bigint
+-- sales_daily and its sum over reps: the customers' parts (customer_days). A row left with no orders is deleted.
+CREATE FUNCTION crm_kpi.add_sales_parts(ids bigint[], target name, keys text) RETURNS bigint
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -12,33 +12,49 @@ DECLARE
     deleted bigint := 0;
     emptied tid[];
 BEGIN
-    WITH d AS (
-        SELECT x.day, x.rep_id, x.channel, sum(x.orders)::bigint AS orders, sum(x.revenue) AS revenue,
-               sum(x.new_customers)::bigint AS new_customers, sum(x.reactivated_customers)::bigint AS reactivated_customers
-        FROM (SELECT c.day, c.rep_id, c.channel, -c.orders AS orders, -c.revenue AS revenue,
-                     -c.new_customers AS new_customers, -c.reactivated_customers AS reactivated_customers
-              FROM crm_kpi.customer_days c WHERE c.customer_id = ANY(ids)
-              UNION ALL
-              SELECT f.day, f.rep_id, f.channel, f.orders, f.revenue, f.new_customers, f.reactivated_customers
-              FROM pg_temp.fresh_customer_days f) x
-        GROUP BY 1, 2, 3
-        HAVING sum(x.orders) <> 0 OR sum(x.revenue) <> 0 OR sum(x.new_customers) <> 0 OR sum(x.reactivated_customers) <> 0),
-    up AS (
-        INSERT INTO crm_kpi.sales_daily AS s SELECT * FROM d
-        ON CONFLICT (day, rep_id, channel) DO UPDATE SET
-            orders = s.orders + excluded.orders, revenue = s.revenue + excluded.revenue,
-            new_customers = s.new_customers + excluded.new_customers,
-            reactivated_customers = s.reactivated_customers + excluded.reactivated_customers
-        RETURNING s.ctid, s.orders)
-    SELECT count(*), array_agg(up.ctid) FILTER (WHERE up.orders = 0) INTO written, emptied FROM up;
+    EXECUTE format(
+        'WITH d AS ( '
+        '    SELECT %2$s, sum(x.orders)::bigint AS orders, sum(x.revenue) AS revenue, '
+        '           sum(x.new_customers)::bigint AS new_customers, sum(x.reactivated_customers)::bigint AS reactivated_customers '
+        '    FROM (SELECT %2$s, -c.orders AS orders, -c.revenue AS revenue, '
+        '                 -c.new_customers AS new_customers, -c.reactivated_customers AS reactivated_customers '
+        '          FROM crm_kpi.customer_days c WHERE c.customer_id = ANY($1) '
+        '          UNION ALL '
+        '          SELECT %2$s, f.orders, f.revenue, f.new_customers, f.reactivated_customers '
+        '          FROM pg_temp.fresh_customer_days f) x '
+        '    GROUP BY %2$s '
+        '    HAVING sum(x.orders) <> 0 OR sum(x.revenue) <> 0 OR sum(x.new_customers) <> 0 OR sum(x.reactivated_customers) <> 0), '
+        'up AS ( '
+        '    INSERT INTO crm_kpi.%1$I AS s SELECT * FROM d '
+        '    ON CONFLICT (%2$s) DO UPDATE SET '
+        '        orders = s.orders + excluded.orders, revenue = s.revenue + excluded.revenue, '
+        '        new_customers = s.new_customers + excluded.new_customers, '
+        '        reactivated_customers = s.reactivated_customers + excluded.reactivated_customers '
+        '    RETURNING s.ctid, s.orders) '
+        'SELECT count(*), array_agg(up.ctid) FILTER (WHERE up.orders = 0) FROM up',
+        target, keys) INTO written, emptied USING ids;
     IF emptied IS NOT NULL THEN
-        DELETE FROM crm_kpi.sales_daily s WHERE s.ctid = ANY(emptied);
+        EXECUTE format('DELETE FROM crm_kpi.%I s WHERE s.ctid = ANY($1)', target) USING emptied;
         GET DIAGNOSTICS deleted = ROW_COUNT;
     END IF;
     RETURN written + deleted;
 END $$;
+COMMENT ON FUNCTION crm_kpi.add_sales_parts(bigint[], name, text) IS
+    'Adds to a sales table (crm_kpi.<target>, keyed by the columns keys lists) the staged fresh customer_days of some customers minus their stored ones, deleting the rows left with no orders; returns the rows written';
+
+CREATE FUNCTION crm_kpi.add_sales_delta(ids bigint[]) RETURNS bigint
+    LANGUAGE sql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN crm_kpi.add_sales_parts(ids, 'sales_daily', 'day, rep_id, channel');
 COMMENT ON FUNCTION crm_kpi.add_sales_delta(bigint[]) IS
-    'Adds to crm_kpi.sales_daily the staged fresh customer_days of some customers minus their stored ones, deleting the rows left with no orders; returns the rows written';
+    'Adds to crm_kpi.sales_daily what the staged fresh customer_days of some customers change in it; returns the rows written';
+
+CREATE FUNCTION crm_kpi.add_sales_channel_delta(ids bigint[]) RETURNS bigint
+    LANGUAGE sql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN crm_kpi.add_sales_parts(ids, 'sales_channel_daily', 'day, channel');
+COMMENT ON FUNCTION crm_kpi.add_sales_channel_delta(bigint[]) IS
+    'Adds to crm_kpi.sales_channel_daily what the staged fresh customer_days of some customers change in it; returns the rows written';
 
 -- cohort_monthly: the customers' parts (customer_months). A cell left with no customers is deleted.
 CREATE FUNCTION crm_kpi.add_cohort_delta(ids bigint[]) RETURNS bigint

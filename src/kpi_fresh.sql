@@ -188,6 +188,51 @@ END $$;
 COMMENT ON FUNCTION crm_kpi.fresh_pipeline_daily(date[]) IS
     'crm_kpi.pipeline_daily computed from the sources, for the given days (all when NULL)';
 
+-- The tables summed over reps, from the sources (fresh_) or from the stored per-rep table (rollup_).
+CREATE FUNCTION crm_kpi.fresh_sales_channel_daily(days date[] DEFAULT NULL) RETURNS SETOF crm_kpi.sales_channel_daily
+    LANGUAGE sql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT s.day, s.channel, sum(s.orders)::bigint, sum(s.revenue), sum(s.new_customers)::bigint,
+           sum(s.reactivated_customers)::bigint
+    FROM crm_kpi.fresh_sales_daily(days) s GROUP BY s.day, s.channel;
+END;
+COMMENT ON FUNCTION crm_kpi.fresh_sales_channel_daily(date[]) IS
+    'crm_kpi.sales_channel_daily computed from the sources, for the given days (all when NULL)';
+
+CREATE FUNCTION crm_kpi.rollup_sales_channel_daily(days date[] DEFAULT NULL) RETURNS SETOF crm_kpi.sales_channel_daily
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT s.day, s.channel, sum(s.orders)::bigint, sum(s.revenue), sum(s.new_customers)::bigint,
+           sum(s.reactivated_customers)::bigint
+    FROM crm_kpi.sales_daily s WHERE days IS NULL OR s.day = ANY(days) GROUP BY s.day, s.channel;
+END;
+COMMENT ON FUNCTION crm_kpi.rollup_sales_channel_daily(date[]) IS
+    'crm_kpi.sales_channel_daily as crm_kpi.sales_daily summed over reps, for the given days (all when NULL)';
+
+CREATE FUNCTION crm_kpi.fresh_pipeline_total_daily(days date[] DEFAULT NULL) RETURNS SETOF crm_kpi.pipeline_total_daily
+    LANGUAGE sql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT p.day, sum(p.created)::bigint, sum(p.won)::bigint, sum(p.lost)::bigint, sum(p.won_amount),
+           crm_kpi.rollup(p.sales_cycle)
+    FROM crm_kpi.fresh_pipeline_daily(days) p GROUP BY p.day;
+END;
+COMMENT ON FUNCTION crm_kpi.fresh_pipeline_total_daily(date[]) IS
+    'crm_kpi.pipeline_total_daily computed from the sources, for the given days (all when NULL)';
+
+CREATE FUNCTION crm_kpi.rollup_pipeline_total_daily(days date[] DEFAULT NULL) RETURNS SETOF crm_kpi.pipeline_total_daily
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT p.day, sum(p.created)::bigint, sum(p.won)::bigint, sum(p.lost)::bigint, sum(p.won_amount),
+           crm_kpi.rollup(p.sales_cycle)
+    FROM crm_kpi.pipeline_daily p WHERE days IS NULL OR p.day = ANY(days) GROUP BY p.day;
+END;
+COMMENT ON FUNCTION crm_kpi.rollup_pipeline_total_daily(date[]) IS
+    'crm_kpi.pipeline_total_daily as crm_kpi.pipeline_daily summed over reps, for the given days (all when NULL)';
+
 CREATE FUNCTION crm_kpi.fresh_service_daily(days date[] DEFAULT NULL) RETURNS SETOF crm_kpi.service_daily
     LANGUAGE plpgsql STABLE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp

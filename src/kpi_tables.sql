@@ -41,6 +41,19 @@ COMMENT ON TABLE crm_kpi.sales_daily IS
 CREATE INDEX sales_daily_rep ON crm_kpi.sales_daily (rep_id, day);
 CREATE INDEX sales_daily_channel ON crm_kpi.sales_daily (channel, day);
 
+CREATE TABLE crm_kpi.sales_channel_daily (
+    day date NOT NULL,
+    channel text,
+    orders bigint NOT NULL,
+    revenue numeric NOT NULL,
+    new_customers bigint NOT NULL,
+    reactivated_customers bigint NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (day, channel)
+);
+COMMENT ON TABLE crm_kpi.sales_channel_daily IS
+    'crm_kpi.sales_daily summed over reps: completed orders, revenue, new and reactivated customers per day and acquisition channel (for dashboards of all reps: a row per day and channel instead of one per rep)';
+CREATE INDEX sales_channel_daily_channel ON crm_kpi.sales_channel_daily (channel, day);
+
 CREATE TABLE crm_kpi.pipeline_daily (
     day date NOT NULL,
     rep_id bigint,
@@ -54,6 +67,17 @@ CREATE TABLE crm_kpi.pipeline_daily (
 COMMENT ON TABLE crm_kpi.pipeline_daily IS
     'Opportunities per day and rep: created that day; won, lost and won amount by the day they closed; sales_cycle is the sketch of closed_at - created_at of those won';
 CREATE INDEX pipeline_daily_rep ON crm_kpi.pipeline_daily (rep_id, day);
+
+CREATE TABLE crm_kpi.pipeline_total_daily (
+    day date PRIMARY KEY,
+    created bigint NOT NULL,
+    won bigint NOT NULL,
+    lost bigint NOT NULL,
+    won_amount numeric NOT NULL,
+    sales_cycle crm_kpi.sketch
+);
+COMMENT ON TABLE crm_kpi.pipeline_total_daily IS
+    'crm_kpi.pipeline_daily summed over reps (the sales-cycle sketches merged): opportunities created, won, lost, won amount and sales cycle per day';
 
 CREATE TABLE crm_kpi.service_daily (
     day date PRIMARY KEY,

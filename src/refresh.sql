@@ -19,12 +19,14 @@ INSERT INTO crm_kpi.kpi_tables VALUES
     ('customer_days', 3, '{customer_id,day,rep_id}', 'customer', 'customer', '{customer,orders,customers}', 'fresh_customer_days', NULL),
     ('customer_months', 4, '{customer_id,month}', 'customer', 'customer', '{customer,orders,customers}', 'derive_customer_months', NULL),
     ('sales_daily', 5, '{day,rep_id,channel}', 'day', 'sales', '{sales,customer,orders,customers}', 'rollup_sales_daily', 'add_sales_delta'),
-    ('pipeline_daily', 6, '{day,rep_id}', 'day', 'pipeline', '{pipeline,opportunities}', 'fresh_pipeline_daily', NULL),
-    ('service_daily', 7, '{day}', 'day', 'service', '{service,tickets}', 'fresh_service_daily', NULL),
-    ('satisfaction_daily', 8, '{day}', 'day', 'satisfaction', '{satisfaction,survey_responses}', 'fresh_satisfaction_daily', NULL),
-    ('cohort_monthly', 9, '{month,cohort_month}', 'month', 'cohort', '{cohort,customer,orders,customers}', 'rollup_cohort_monthly', 'add_cohort_delta'),
-    ('marketing_monthly', 10, '{month,channel}', 'month', 'marketing', '{marketing,marketing_spend,customer,orders,customers}', 'fresh_marketing_monthly', 'add_marketing_delta'),
-    ('churn_monthly', 11, '{month}', 'month', 'churn', '{churn,customer,orders,customers}', 'fresh_churn_monthly', 'add_churn_delta');
+    ('sales_channel_daily', 6, '{day,channel}', 'day', 'sales', '{sales,customer,orders,customers}', 'rollup_sales_channel_daily', 'add_sales_channel_delta'),
+    ('pipeline_daily', 7, '{day,rep_id}', 'day', 'pipeline', '{pipeline,opportunities}', 'fresh_pipeline_daily', NULL),
+    ('pipeline_total_daily', 8, '{day}', 'day', 'pipeline', '{pipeline,opportunities}', 'rollup_pipeline_total_daily', NULL),
+    ('service_daily', 9, '{day}', 'day', 'service', '{service,tickets}', 'fresh_service_daily', NULL),
+    ('satisfaction_daily', 10, '{day}', 'day', 'satisfaction', '{satisfaction,survey_responses}', 'fresh_satisfaction_daily', NULL),
+    ('cohort_monthly', 11, '{month,cohort_month}', 'month', 'cohort', '{cohort,customer,orders,customers}', 'rollup_cohort_monthly', 'add_cohort_delta'),
+    ('marketing_monthly', 12, '{month,channel}', 'month', 'marketing', '{marketing,marketing_spend,customer,orders,customers}', 'fresh_marketing_monthly', 'add_marketing_delta'),
+    ('churn_monthly', 13, '{month}', 'month', 'churn', '{churn,customer,orders,customers}', 'fresh_churn_monthly', 'add_churn_delta');
 
 CREATE TABLE crm_kpi.kpi_table_state (
     table_name name PRIMARY KEY REFERENCES crm_kpi.kpi_tables,

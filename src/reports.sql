@@ -48,7 +48,7 @@ BEGIN ATOMIC
     e AS (SELECT timezone, as_of FROM crm_kpi.engine_state),
     s AS (SELECT p.period, sum(d.orders)::bigint AS orders, sum(d.revenue) AS revenue,
                  sum(d.new_customers)::bigint AS new_customers, sum(d.reactivated_customers)::bigint AS reactivated
-          FROM p JOIN crm_kpi.sales_daily d ON d.day >= p.period AND d.day < p.next_period GROUP BY p.period),
+          FROM p JOIN crm_kpi.sales_channel_daily d ON d.day >= p.period AND d.day < p.next_period GROUP BY p.period),
     -- distinct buyers: exact per month from the cohort table (a customer is in one cohort)
     b AS (SELECT p.period, sum(c.customers)::bigint AS buyers
           FROM p JOIN crm_kpi.cohort_monthly c ON c.month = p.period WHERE grain = 'month' GROUP BY p.period),
@@ -66,7 +66,7 @@ BEGIN ATOMIC
           WHERE grain IN ('month', 'quarter', 'year') GROUP BY p.period),
     o AS (SELECT p.period, sum(d.created)::bigint AS created, sum(d.won)::bigint AS won, sum(d.lost)::bigint AS lost,
                  sum(d.won_amount) AS won_amount, crm_kpi.rollup(d.sales_cycle) AS cycle
-          FROM p JOIN crm_kpi.pipeline_daily d ON d.day >= p.period AND d.day < p.next_period GROUP BY p.period),
+          FROM p JOIN crm_kpi.pipeline_total_daily d ON d.day >= p.period AND d.day < p.next_period GROUP BY p.period),
     t AS (SELECT p.period, sum(d.opened)::bigint AS opened, sum(d.resolved)::bigint AS resolved,
                  sum(d.resolved_within_sla)::bigint AS within_sla, sum(d.unanswered)::bigint AS unanswered,
                  crm_kpi.rollup(d.first_response) AS first_response, crm_kpi.rollup(d.resolution) AS resolution,
@@ -141,7 +141,7 @@ BEGIN ATOMIC
     WITH p AS (SELECT * FROM crm_kpi.report_periods(from_day, to_day, grain)),
     s AS (SELECT p.period, d.channel, sum(d.orders)::bigint AS orders, sum(d.revenue) AS revenue,
                  sum(d.new_customers)::bigint AS new_customers
-          FROM p JOIN crm_kpi.sales_daily d ON d.day >= p.period AND d.day < p.next_period GROUP BY 1, 2),
+          FROM p JOIN crm_kpi.sales_channel_daily d ON d.day >= p.period AND d.day < p.next_period GROUP BY 1, 2),
     m AS (SELECT p.period, x.channel, sum(x.spend) AS spend, sum(x.new_customers)::bigint AS acquired
           FROM p JOIN crm_kpi.marketing_monthly x ON x.month >= p.period AND x.month < p.next_period
           WHERE grain IN ('month', 'quarter', 'year') GROUP BY 1, 2)
