@@ -120,7 +120,7 @@ SELECT coalesce(sum(o.amount), 0) AS "Revenue", count(*) AS "Orders", sum(o.amou
            AS "Reactivated customers"
 FROM @orders_sequenced@ o
 WHERE o.ordered_at >= $__timeFrom()::date AND o.ordered_at < $__timeTo()::date + 1
-  AND coalesce(o.channel, '(none)') IN (${channel:sqlstring}) AND coalesce(o.rep_id::text, '(none)') IN (${rep:sqlstring})
+  AND coalesce(o.channel, '(none)') IN (${channel:sqlstring}) AND ('__all' IN (${rep:sqlstring}) OR coalesce(o.rep_id::text, '(none)') IN (${rep:sqlstring}))
 
 -- panel crm-kpi-overview 2 A
 SELECT crm_kpi.nps(score) FILTER (WHERE kind = 'nps') AS "NPS", crm_kpi.csat(score) FILTER (WHERE kind = 'csat') AS "CSAT %"
@@ -145,7 +145,7 @@ FROM (SELECT o.ordered_at::date AS day, o.amount
       FROM crm.orders o LEFT JOIN crm.customers c USING (customer_id)
       WHERE o.status = 'completed' AND o.ordered_at >= $__timeFrom()::date AND o.ordered_at < $__timeTo()::date + 1
         AND coalesce(c.acquisition_channel, '(none)') IN (${channel:sqlstring})
-        AND coalesce(o.rep_id::text, '(none)') IN (${rep:sqlstring})) o
+        AND ('__all' IN (${rep:sqlstring}) OR coalesce(o.rep_id::text, '(none)') IN (${rep:sqlstring}))) o
 GROUP BY 1
 ORDER BY 1
 
@@ -166,7 +166,7 @@ SELECT date_trunc('$grain', o.ordered_at::date::timestamp)::date AS "time", coal
        sum(o.amount) AS "Revenue"
 FROM crm.orders o LEFT JOIN crm.customers c USING (customer_id)
 WHERE o.status = 'completed' AND o.ordered_at >= $__timeFrom()::date AND o.ordered_at < $__timeTo()::date + 1
-  AND coalesce(c.acquisition_channel, '(none)') IN (${channel:sqlstring}) AND coalesce(o.rep_id::text, '(none)') IN (${rep:sqlstring})
+  AND coalesce(c.acquisition_channel, '(none)') IN (${channel:sqlstring}) AND ('__all' IN (${rep:sqlstring}) OR coalesce(o.rep_id::text, '(none)') IN (${rep:sqlstring}))
 GROUP BY 1, 2
 ORDER BY 1, 2
 
@@ -175,7 +175,7 @@ SELECT date_trunc('$grain', o.ordered_at::date::timestamp)::date AS "time", coun
        sum(o.amount) / nullif(count(*), 0) AS "AOV"
 FROM crm.orders o LEFT JOIN crm.customers c USING (customer_id)
 WHERE o.status = 'completed' AND o.ordered_at >= $__timeFrom()::date AND o.ordered_at < $__timeTo()::date + 1
-  AND coalesce(c.acquisition_channel, '(none)') IN (${channel:sqlstring}) AND coalesce(o.rep_id::text, '(none)') IN (${rep:sqlstring})
+  AND coalesce(c.acquisition_channel, '(none)') IN (${channel:sqlstring}) AND ('__all' IN (${rep:sqlstring}) OR coalesce(o.rep_id::text, '(none)') IN (${rep:sqlstring}))
 GROUP BY 1
 ORDER BY 1
 
@@ -185,7 +185,7 @@ SELECT date_trunc('$grain', o.ordered_at::date::timestamp)::date AS "time",
        count(*) FILTER (WHERE o.known AND o.prev_at + (SELECT churn_after FROM crm_kpi.engine_state) <= o.ordered_at) AS "Reactivated"
 FROM @orders_sequenced@ o
 WHERE o.ordered_at >= $__timeFrom()::date AND o.ordered_at < $__timeTo()::date + 1
-  AND coalesce(o.channel, '(none)') IN (${channel:sqlstring}) AND coalesce(o.rep_id::text, '(none)') IN (${rep:sqlstring})
+  AND coalesce(o.channel, '(none)') IN (${channel:sqlstring}) AND ('__all' IN (${rep:sqlstring}) OR coalesce(o.rep_id::text, '(none)') IN (${rep:sqlstring}))
 GROUP BY 1
 ORDER BY 1
 
@@ -195,7 +195,7 @@ SELECT CASE WHEN o.rep_id IS NULL THEN 'No rep' ELSE 'Rep ' || o.rep_id END AS "
        count(*) FILTER (WHERE o.known AND o.prev_at IS NULL) AS "New customers"
 FROM @orders_sequenced@ o
 WHERE o.ordered_at >= $__timeFrom()::date AND o.ordered_at < $__timeTo()::date + 1
-  AND coalesce(o.channel, '(none)') IN (${channel:sqlstring}) AND coalesce(o.rep_id::text, '(none)') IN (${rep:sqlstring})
+  AND coalesce(o.channel, '(none)') IN (${channel:sqlstring}) AND ('__all' IN (${rep:sqlstring}) OR coalesce(o.rep_id::text, '(none)') IN (${rep:sqlstring}))
 GROUP BY o.rep_id
 ORDER BY 2 DESC, 1
 
@@ -203,7 +203,7 @@ ORDER BY 2 DESC, 1
 SELECT date_trunc('$grain', e.day::timestamp)::date AS "time", sum(e.created) AS "Created", sum(e.won) AS "Won",
        sum(e.lost) AS "Lost"
 FROM @opportunity_events@ e
-WHERE coalesce(e.rep_id::text, '(none)') IN (${rep:sqlstring})
+WHERE ('__all' IN (${rep:sqlstring}) OR coalesce(e.rep_id::text, '(none)') IN (${rep:sqlstring}))
 GROUP BY 1
 ORDER BY 1
 
@@ -211,7 +211,7 @@ ORDER BY 1
 SELECT date_trunc('$grain', e.day::timestamp)::date AS "time", 100.0 * sum(e.won) / nullif(sum(e.won) + sum(e.lost), 0) AS "Win rate",
        sum(e.won_amount) AS "Won amount"
 FROM @opportunity_events@ e
-WHERE coalesce(e.rep_id::text, '(none)') IN (${rep:sqlstring})
+WHERE ('__all' IN (${rep:sqlstring}) OR coalesce(e.rep_id::text, '(none)') IN (${rep:sqlstring}))
 GROUP BY 1
 ORDER BY 1
 
@@ -221,7 +221,7 @@ SELECT "time", crm_kpi.mean(cycle) / 86400 AS "Mean",
        extract(epoch FROM crm_kpi.percentile_interval(cycle, 0.9)) / 86400 AS "p90"
 FROM (SELECT date_trunc('$grain', e.day::timestamp)::date AS "time", crm_kpi.sketch_agg(e.cycle) AS cycle
       FROM @opportunity_events@ e
-      WHERE coalesce(e.rep_id::text, '(none)') IN (${rep:sqlstring})
+      WHERE ('__all' IN (${rep:sqlstring}) OR coalesce(e.rep_id::text, '(none)') IN (${rep:sqlstring}))
       GROUP BY 1) p
 ORDER BY 1
 
@@ -231,7 +231,7 @@ SELECT CASE WHEN e.rep_id IS NULL THEN 'No rep' ELSE 'Rep ' || e.rep_id END AS "
        sum(e.won_amount) AS "Won amount",
        extract(epoch FROM crm_kpi.percentile_interval(crm_kpi.sketch_agg(e.cycle), 0.5)) / 86400 AS "Median cycle (days)"
 FROM @opportunity_events@ e
-WHERE coalesce(e.rep_id::text, '(none)') IN (${rep:sqlstring})
+WHERE ('__all' IN (${rep:sqlstring}) OR coalesce(e.rep_id::text, '(none)') IN (${rep:sqlstring}))
 GROUP BY e.rep_id
 ORDER BY "Won amount" DESC, 1
 
