@@ -25,13 +25,14 @@ INSERT INTO bench.meta VALUES
 SELECT bench.kpi_time(0, 'first build', 'crm_kpi.rebuild()', 1, 'SELECT bench.kpi_engine(true)');
 -- (the queue too: the rebuild emptied it, and autovacuum, off here, would have cleaned it since)
 VACUUM (ANALYZE) crm_kpi.change_queue, crm_kpi.customer_stats, crm_kpi.customer_spells, crm_kpi.customer_days,
-	crm_kpi.customer_months, crm_kpi.sales_daily, crm_kpi.pipeline_daily,
+	crm_kpi.customer_months, crm_kpi.sales_daily, crm_kpi.sales_channel_daily, crm_kpi.pipeline_total_daily, crm_kpi.pipeline_daily,
 	crm_kpi.service_daily, crm_kpi.satisfaction_daily, crm_kpi.cohort_monthly, crm_kpi.marketing_monthly,
 	crm_kpi.churn_monthly;
 
 \ir kpi_mv.sql
 SELECT bench.kpi_time(0, 'first build', 'materialized views', 1, 'SELECT bench.kpi_refresh_mvs(false)');
-ANALYZE bench.mv_customer_stats, bench.mv_customer_spells, bench.mv_sales_daily, bench.mv_pipeline_daily,
+ANALYZE bench.mv_customer_stats, bench.mv_customer_spells, bench.mv_sales_daily, bench.mv_sales_channel_daily,
+	bench.mv_pipeline_daily, bench.mv_pipeline_total_daily,
 	bench.mv_service_daily, bench.mv_satisfaction_daily, bench.mv_cohort_monthly, bench.mv_marketing_monthly,
 	bench.mv_churn_monthly;
 INSERT INTO bench.meta

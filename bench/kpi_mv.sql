@@ -20,6 +20,12 @@ LEFT JOIN crm.customers cu ON cu.customer_id = s.customer_id
 GROUP BY 1, 2, 3
 WITH NO DATA;
 
+CREATE MATERIALIZED VIEW bench.mv_sales_channel_daily AS
+SELECT day, channel, sum(orders)::bigint AS orders, sum(revenue) AS revenue,
+       sum(new_customers)::bigint AS new_customers, sum(reactivated_customers)::bigint AS reactivated_customers
+FROM bench.mv_sales_daily GROUP BY 1, 2
+WITH NO DATA;
+
 CREATE MATERIALIZED VIEW bench.mv_pipeline_daily AS
 SELECT e.day, e.rep_id, sum(e.created)::bigint AS created, sum(e.won)::bigint AS won, sum(e.lost)::bigint AS lost,
        coalesce(sum(e.won_amount), 0) AS won_amount, crm_kpi.sketch_agg(e.cycle) AS sales_cycle
@@ -32,6 +38,12 @@ FROM (SELECT (p.created_at AT TIME ZONE 'UTC')::date AS day, p.rep_id, 1 AS crea
              CASE WHEN p.status = 'won' THEN p.closed_at - p.created_at END
       FROM crm.opportunities p WHERE p.closed_at IS NOT NULL AND p.status IN ('won', 'lost')) e
 GROUP BY 1, 2
+WITH NO DATA;
+
+CREATE MATERIALIZED VIEW bench.mv_pipeline_total_daily AS
+SELECT day, sum(created)::bigint AS created, sum(won)::bigint AS won, sum(lost)::bigint AS lost,
+       sum(won_amount) AS won_amount, crm_kpi.rollup(sales_cycle) AS sales_cycle
+FROM bench.mv_pipeline_daily GROUP BY 1
 WITH NO DATA;
 
 CREATE MATERIALIZED VIEW bench.mv_service_daily AS
