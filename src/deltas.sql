@@ -2,6 +2,23 @@
 -- between their staged fresh rows (pg_temp.fresh_<table>) and their stored ones, never by rescanning days or months.
 -- Each runs before the customer tables are replaced; counts and numeric sums make every difference exact.
 
+-- Delete rows of a KPI table by their ctids (those an upsert left empty); returns how many.
+CREATE FUNCTION crm_kpi.delete_emptied(target name, emptied tid[]) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    deleted bigint := 0;
+BEGIN
+    IF emptied IS NOT NULL THEN
+        EXECUTE format('DELETE FROM crm_kpi.%I s WHERE s.ctid = ANY($1)', target) USING emptied;
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+    END IF;
+    RETURN deleted;
+END $$;
+COMMENT ON FUNCTION crm_kpi.delete_emptied(name, tid[]) IS
+    'Deletes the rows of crm_kpi.<target> at the given ctids (rows a difference left with nothing to count, in this transaction); returns the rows deleted';
+
 -- sales_daily and its sum over reps: the customers' parts (customer_days). A row left with no orders is deleted.
 CREATE FUNCTION crm_kpi.add_sales_parts(ids bigint[], target name, keys text) RETURNS bigint
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -9,7 +26,6 @@ CREATE FUNCTION crm_kpi.add_sales_parts(ids bigint[], target name, keys text) RE
 AS $$
 DECLARE
     written bigint;
-    deleted bigint := 0;
     emptied tid[];
 BEGIN
     EXECUTE format(
@@ -33,11 +49,7 @@ BEGIN
         '    RETURNING s.ctid, s.orders) '
         'SELECT count(*), array_agg(up.ctid) FILTER (WHERE up.orders = 0) FROM up',
         target, keys) INTO written, emptied USING ids;
-    IF emptied IS NOT NULL THEN
-        EXECUTE format('DELETE FROM crm_kpi.%I s WHERE s.ctid = ANY($1)', target) USING emptied;
-        GET DIAGNOSTICS deleted = ROW_COUNT;
-    END IF;
-    RETURN written + deleted;
+    RETURN written + crm_kpi.delete_emptied(target, emptied);
 END $$;
 COMMENT ON FUNCTION crm_kpi.add_sales_parts(bigint[], name, text) IS
     'Adds to a sales table (crm_kpi.<target>, keyed by the columns keys lists) the staged fresh customer_days of some customers minus their stored ones, deleting the rows left with no orders; returns the rows written';
@@ -63,7 +75,6 @@ CREATE FUNCTION crm_kpi.add_cohort_delta(ids bigint[]) RETURNS bigint
 AS $$
 DECLARE
     written bigint;
-    deleted bigint := 0;
     emptied tid[];
 BEGIN
     WITH d AS (
@@ -82,11 +93,7 @@ BEGIN
             customers = s.customers + excluded.customers, revenue = s.revenue + excluded.revenue
         RETURNING s.ctid, s.customers)
     SELECT count(*), array_agg(up.ctid) FILTER (WHERE up.customers = 0) INTO written, emptied FROM up;
-    IF emptied IS NOT NULL THEN
-        DELETE FROM crm_kpi.cohort_monthly s WHERE s.ctid = ANY(emptied);
-        GET DIAGNOSTICS deleted = ROW_COUNT;
-    END IF;
-    RETURN written + deleted;
+    RETURN written + crm_kpi.delete_emptied('cohort_monthly', emptied);
 END $$;
 COMMENT ON FUNCTION crm_kpi.add_cohort_delta(bigint[]) IS
     'Adds to crm_kpi.cohort_monthly the staged fresh customer_months of some customers minus their stored ones, deleting the cells left with no customers; returns the rows written';
@@ -124,6 +131,41 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION crm_kpi.add_marketing_delta(bigint[]) IS
     'Adds to crm_kpi.marketing_monthly the new customers of the staged fresh customer_stats of some customers minus their stored ones; queues the months where a row''s new customers fell to 0 (recomputed from the sources: the row stays only if it has spend); returns the rows written';
+
+-- customer_counts: each customer counts once, under its channel and stage. A row left with no customers is deleted.
+CREATE FUNCTION crm_kpi.add_customer_counts_delta(ids bigint[]) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    written bigint;
+    emptied tid[];
+BEGIN
+    WITH d AS (
+        SELECT x.channel, x.stage, sum(x.sign)::bigint AS customers,
+               sum(x.sign) FILTER (WHERE x.orders >= 1) AS buyers, sum(x.sign) FILTER (WHERE x.orders >= 2) AS repeaters,
+               sum(x.sign * x.revenue) FILTER (WHERE x.orders >= 1) AS revenue
+        FROM (SELECT -1 AS sign, c.acquisition_channel AS channel, c.stage, c.orders, c.revenue
+              FROM crm_kpi.customer_stats c WHERE c.customer_id = ANY(ids)
+              UNION ALL
+              SELECT 1, f.acquisition_channel, f.stage, f.orders, f.revenue FROM pg_temp.fresh_customer_stats f) x
+        GROUP BY 1, 2),
+    nonzero AS (
+        SELECT d.channel, d.stage, d.customers, coalesce(d.buyers, 0)::bigint AS buyers,
+               coalesce(d.repeaters, 0)::bigint AS repeaters, coalesce(d.revenue, 0) AS revenue
+        FROM d
+        WHERE d.customers <> 0 OR coalesce(d.buyers, 0) <> 0 OR coalesce(d.repeaters, 0) <> 0 OR coalesce(d.revenue, 0) <> 0),
+    up AS (
+        INSERT INTO crm_kpi.customer_counts AS s SELECT * FROM nonzero
+        ON CONFLICT (channel, stage) DO UPDATE SET
+            customers = s.customers + excluded.customers, buyers = s.buyers + excluded.buyers,
+            repeat_buyers = s.repeat_buyers + excluded.repeat_buyers, buyer_revenue = s.buyer_revenue + excluded.buyer_revenue
+        RETURNING s.ctid, s.customers)
+    SELECT count(*), array_agg(up.ctid) FILTER (WHERE up.customers = 0) INTO written, emptied FROM up;
+    RETURN written + crm_kpi.delete_emptied('customer_counts', emptied);
+END $$;
+COMMENT ON FUNCTION crm_kpi.add_customer_counts_delta(bigint[]) IS
+    'Adds to crm_kpi.customer_counts the staged fresh customer_stats of some customers minus their stored ones, deleting the rows left with no customers; returns the rows written';
 
 -- The spells of some customers that the staged fresh ones remove (sign -1) or add (sign 1).
 CREATE FUNCTION crm_kpi.changed_spells(ids bigint[])

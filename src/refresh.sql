@@ -5,14 +5,14 @@ CREATE TABLE crm_kpi.kpi_tables (
     table_name name PRIMARY KEY,
     position integer NOT NULL UNIQUE,
     key_columns name[] NOT NULL,
-    key_grain text NOT NULL CHECK (key_grain IN ('day', 'month', 'customer')),
+    key_grain text NOT NULL CHECK (key_grain IN ('day', 'month', 'customer', 'none')),
     own_target text NOT NULL,
     queue_targets text[] NOT NULL,
     stage_function name NOT NULL,
     delta_function name
 );
 COMMENT ON TABLE crm_kpi.kpi_tables IS
-    'The KPI tables kept by the refresh engine: their key columns (the first is the stale key), the queue target that refreshes them, every target whose pending keys may change them, the function computing their rows for stale keys (fresh_<table> from the sources, or rollup_<table> from the per-customer parts; crm_kpi.verify() always compares with fresh_<table>), and the function adding what a batch of recomputed customers changes in them (NULL: they have no part per customer, or are per customer)';
+    'The KPI tables kept by the refresh engine: their key columns (the first is the stale key, of grain day, month or customer; none: the table is kept by the customers'' differences alone), the queue target that refreshes them, every target whose pending keys may change them, the function computing their rows for stale keys (fresh_<table> from the sources, or rollup_<table> from the per-customer parts; crm_kpi.verify() always compares with fresh_<table>), and the function adding what a batch of recomputed customers changes in them (NULL: they have no part per customer, or are per customer)';
 INSERT INTO crm_kpi.kpi_tables VALUES
     ('customer_stats', 1, '{customer_id}', 'customer', 'customer', '{customer,orders,customers,interactions}', 'fresh_customer_stats', NULL),
     ('customer_spells', 2, '{customer_id,spell}', 'customer', 'customer', '{customer,orders,customers,interactions}', 'fresh_customer_spells', NULL),
@@ -26,7 +26,8 @@ INSERT INTO crm_kpi.kpi_tables VALUES
     ('satisfaction_daily', 10, '{day}', 'day', 'satisfaction', '{satisfaction,survey_responses}', 'fresh_satisfaction_daily', NULL),
     ('cohort_monthly', 11, '{month,cohort_month}', 'month', 'cohort', '{cohort,customer,orders,customers}', 'rollup_cohort_monthly', 'add_cohort_delta'),
     ('marketing_monthly', 12, '{month,channel}', 'month', 'marketing', '{marketing,marketing_spend,customer,orders,customers}', 'fresh_marketing_monthly', 'add_marketing_delta'),
-    ('churn_monthly', 13, '{month}', 'month', 'churn', '{churn,customer,orders,customers}', 'fresh_churn_monthly', 'add_churn_delta');
+    ('churn_monthly', 13, '{month}', 'month', 'churn', '{churn,customer,orders,customers}', 'fresh_churn_monthly', 'add_churn_delta'),
+    ('customer_counts', 14, '{channel,stage}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_customer_counts', 'add_customer_counts_delta');
 
 CREATE TABLE crm_kpi.kpi_table_state (
     table_name name PRIMARY KEY REFERENCES crm_kpi.kpi_tables,
@@ -294,7 +295,7 @@ BEGIN
     FOR t IN
         WITH picked AS (SELECT DISTINCT q.target, q.day FROM crm_kpi.change_queue q
                         -- only keys of KPI families: a source's key committed since the routing above waits for the next batch
-                        WHERE q.target IN (SELECT k.own_target FROM crm_kpi.kpi_tables k WHERE k.key_grain <> 'customer')
+                        WHERE q.target IN (SELECT k.own_target FROM crm_kpi.kpi_tables k WHERE k.key_grain IN ('day', 'month'))
                           AND q.day IS NOT NULL LIMIT n),
         taken AS (DELETE FROM crm_kpi.change_queue q USING picked p
                   WHERE q.target = p.target AND q.day = p.day RETURNING q.target, q.day)
