@@ -360,11 +360,19 @@ worker_refresh_all(void)
 	{
 		int64		pending;
 
-		CHECK_FOR_INTERRUPTS();
+		/*
+		 * A SIGTERM sets the flag before it cancels: exit here, between
+		 * committed batches, and let a cancel it left pending be raised only
+		 * inside the PG_TRY below (raised out here, it would end the worker
+		 * with an error).
+		 */
+		if (worker_got_sigterm)
+			proc_exit(0);
 		PG_TRY();
 		{
 			char	   *batch_error;
 
+			CHECK_FOR_INTERRUPTS();
 			pending = worker_run_batch(batch, &batch_error);
 			error = batch_error;
 		}
@@ -384,6 +392,8 @@ worker_refresh_all(void)
 			return error;
 		}
 		PG_END_TRY();
+		if (worker_got_sigterm)
+			proc_exit(0);		/* the batch committed; a cancel may be pending */
 		if (pending < 0)
 		{
 			worker_set_state(WORKER_NO_EXTENSION, NULL);
@@ -473,6 +483,8 @@ crm_kpi_worker_main(Datum arg)
 				proc_exit(0);
 			error = worker_refresh_all();
 			worker_in_refresh = false;
+			if (worker_got_sigterm)
+				proc_exit(0);	/* before a cancel it may have left pending is raised */
 			if (error == NULL)
 			{
 				worker_set_state(WORKER_IDLE, NULL);
