@@ -19,9 +19,14 @@
 #   bash scripts/bench.sh --panels-only only the Grafana panel section
 #   bash scripts/bench.sh --kpi-only    only the KPI-table section (refresh, capture,
 #                                       rebuild, freshness)
+#   bash scripts/bench.sh --soak        only the soak (bench/soak.sh): 10 minutes of
+#                                       writers, dashboard readers and the refresh worker
+#   bash scripts/bench.sh --soak --soak-minutes N   the soak for N minutes
 #
 # Only a full run of all of crm_kpi's own sections writes bench/RESULTS.md; the
-# others write bench/tmp/RESULTS.md.
+# others write bench/tmp/RESULTS.md. The soak writes its own section into
+# bench/RESULTS.md (bench/tmp/RESULTS.md when shorter than 10 minutes), and a
+# full run keeps that section.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -29,6 +34,8 @@ QUICK=0
 STAND_INS=0
 PANELS_ONLY=0
 KPI_ONLY=0
+SOAK=0
+SOAK_MINUTES=
 REPS=5
 KPI_REPS=
 COMMAND="bash scripts/bench.sh${*:+ $*}"
@@ -38,6 +45,12 @@ while [ $# -gt 0 ]; do
 	--stand-ins) STAND_INS=1 ;;
 	--panels-only) PANELS_ONLY=1 ;;
 	--kpi-only) KPI_ONLY=1 ;;
+	--soak) SOAK=1 ;;
+	--soak-minutes)
+		if [ $# -lt 2 ] || ! [[ $2 =~ ^[1-9][0-9]*$ ]]; then die "--soak-minutes needs a positive number"; fi
+		SOAK_MINUTES=$2
+		shift
+		;;
 	--reps)
 		if [ $# -lt 2 ] || ! [[ $2 =~ ^[1-9][0-9]*$ ]]; then die "--reps needs a positive number"; fi
 		REPS=$2
@@ -52,10 +65,22 @@ while [ $# -gt 0 ]; do
 		sed -n '2,/^set /p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 		exit 0
 		;;
-	*) die "unknown option '$1' (--quick, --reps N, --kpi-reps N, --stand-ins, --panels-only, --kpi-only)" ;;
+	*) die "unknown option '$1' (--quick, --reps N, --kpi-reps N, --stand-ins, --panels-only, --kpi-only, --soak, --soak-minutes N)" ;;
 	esac
 	shift
 done
+
+if [ "$SOAK" -eq 1 ]; then
+	if [ "$QUICK" -eq 1 ] || [ "$STAND_INS" -eq 1 ] || [ "$PANELS_ONLY" -eq 1 ] || [ "$KPI_ONLY" -eq 1 ] || [ -n "$KPI_REPS" ] || [ "$REPS" -ne 5 ]; then
+		die "--soak takes no other option than --soak-minutes"
+	fi
+	: "${SOAK_MINUTES:=10}"
+	ensure_packages "${DEPS_BUILD[@]}"
+	. "$SRC_ROOT/bench/soak.sh"
+	soak_main
+	exit 0
+fi
+[ -z "$SOAK_MINUTES" ] || die "--soak-minutes goes with --soak"
 
 if [ "$QUICK" -eq 1 ]; then
 	SURVEY_ROWS=1000000 LATENCY_ROWS=500000 DAYS=1096 PER_DAY=150
@@ -205,6 +230,11 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 	cat "$TABLE"
 } >"$STAGE/RESULTS.md"
 
+# The soak's section (bash scripts/bench.sh --soak) of the file this run replaces is kept.
+if [ -f "$RESULTS" ]; then
+	sed -n '/^<!-- soak: begin/,/^<!-- soak: end -->$/p' "$RESULTS" >"$STAGE/soak.md"
+	if [ -s "$STAGE/soak.md" ]; then { echo; cat "$STAGE/soak.md"; } >>"$STAGE/RESULTS.md"; fi
+fi
 mkdir -p "$(dirname "$RESULTS")"
 cp "$STAGE/RESULTS.md" "$RESULTS"
 echo
