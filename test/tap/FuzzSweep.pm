@@ -119,7 +119,11 @@ sub run
 		$where{$code}{$fname}++;
 		$example{$code} //= "$r->{error}{M}, in: " . substr($sql, 0, 200) if $r->{error};
 		$p0001{$fname}++ if $code eq 'P0001';
-		$timeouts{$fname}++ if $code eq '57014';
+		if ($code eq '57014')
+		{
+			$timeouts{$fname}++;
+			$w->resync;    # the timeout may have been one raised after the call before it
+		}
 		if ($code =~ /^XX/ || $code eq 'lost')
 		{
 			push @$failures, "$fname: $code $r->{error}{M} in: " . substr($sql, 0, 300);
