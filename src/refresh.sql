@@ -179,7 +179,7 @@ DECLARE
 BEGIN
     WITH old AS (SELECT * FROM crm_kpi.customer_spells WHERE customer_id = ANY(ids)),
     fresh AS (SELECT * FROM pg_temp.fresh_customer_spells),
-    changed AS ((SELECT * FROM old EXCEPT SELECT * FROM fresh) UNION ALL (SELECT * FROM fresh EXCEPT SELECT * FROM old)),
+    changed AS (SELECT c.customer_id FROM crm_kpi.changed_spells(ids) c),
     -- months whose start lies in the activity of one version only (customers active at the start)
     activity AS (
         SELECT v.customer_id,
