@@ -1,5 +1,5 @@
 -- deltas.sql: how a batch of recomputed customers changes the KPI tables summed over customers: by the difference
--- between their staged fresh rows (pg_temp.fresh_<table>) and their stored ones, never by rescanning days or months.
+-- between their staged fresh rows (crm_kpi.staged_<table>) and their stored ones, never by rescanning days or months.
 -- Each runs before the customer tables are replaced; counts and numeric sums make every difference exact.
 
 -- Delete rows of a KPI table by their ctids (those an upsert left empty); returns how many.
@@ -37,7 +37,7 @@ BEGIN
         '          FROM crm_kpi.customer_days c WHERE c.customer_id = ANY($1) '
         '          UNION ALL '
         '          SELECT %2$s, f.orders, f.revenue, f.new_customers, f.reactivated_customers '
-        '          FROM pg_temp.fresh_customer_days f) x '
+        '          FROM crm_kpi.staged_customer_days f) x '
         '    GROUP BY %2$s '
         '    HAVING sum(x.orders) <> 0 OR sum(x.revenue) <> 0 OR sum(x.new_customers) <> 0 OR sum(x.reactivated_customers) <> 0), '
         'up AS ( '
@@ -82,7 +82,7 @@ BEGIN
         FROM (SELECT c.month, c.cohort_month, -1 AS customers, -c.revenue AS revenue
               FROM crm_kpi.customer_months c WHERE c.customer_id = ANY(ids)
               UNION ALL
-              SELECT f.month, f.cohort_month, 1, f.revenue FROM pg_temp.fresh_customer_months f) x
+              SELECT f.month, f.cohort_month, 1, f.revenue FROM crm_kpi.staged_customer_months f) x
         GROUP BY 1, 2
         HAVING sum(x.customers) <> 0 OR sum(x.revenue) <> 0),
     up AS (
@@ -116,7 +116,7 @@ BEGIN
               FROM crm_kpi.customer_stats c WHERE c.customer_id = ANY(ids) AND c.first_order_at IS NOT NULL
               UNION ALL
               SELECT date_trunc('month', f.first_order_at AT TIME ZONE st.timezone)::date, f.acquisition_channel, 1
-              FROM pg_temp.fresh_customer_stats f WHERE f.first_order_at IS NOT NULL) x
+              FROM crm_kpi.staged_customer_stats f WHERE f.first_order_at IS NOT NULL) x
         GROUP BY 1, 2
         HAVING sum(x.n) <> 0),
     up AS (
@@ -148,7 +148,7 @@ BEGIN
         FROM (SELECT -1 AS sign, c.acquisition_channel AS channel, c.stage, c.orders, c.revenue
               FROM crm_kpi.customer_stats c WHERE c.customer_id = ANY(ids)
               UNION ALL
-              SELECT 1, f.acquisition_channel, f.stage, f.orders, f.revenue FROM pg_temp.fresh_customer_stats f) x
+              SELECT 1, f.acquisition_channel, f.stage, f.orders, f.revenue FROM crm_kpi.staged_customer_stats f) x
         GROUP BY 1, 2),
     nonzero AS (
         SELECT d.channel, d.stage, d.customers, coalesce(d.buyers, 0)::bigint AS buyers,
@@ -177,17 +177,17 @@ BEGIN
     RETURN QUERY
     WITH o AS MATERIALIZED (SELECT * FROM crm_kpi.customer_spells s WHERE s.customer_id = ANY(ids))
     SELECT -1, o.* FROM o
-    WHERE NOT EXISTS (SELECT FROM pg_temp.fresh_customer_spells f
+    WHERE NOT EXISTS (SELECT FROM crm_kpi.staged_customer_spells f
                       WHERE f.customer_id = o.customer_id AND f.spell = o.spell
                         AND f.started_at = o.started_at AND f.ended_at = o.ended_at)
     UNION ALL
-    SELECT 1, f.* FROM pg_temp.fresh_customer_spells f
+    SELECT 1, f.* FROM crm_kpi.staged_customer_spells f
     WHERE NOT EXISTS (SELECT FROM o
                       WHERE o.customer_id = f.customer_id AND o.spell = f.spell
                         AND o.started_at = f.started_at AND o.ended_at = f.ended_at);
 END $$;
 COMMENT ON FUNCTION crm_kpi.changed_spells(bigint[]) IS
-    'The stored spells of some customers that their staged fresh spells (pg_temp.fresh_customer_spells) remove, with sign -1, and those they add, with sign 1';
+    'The stored spells of some customers that their staged fresh spells (crm_kpi.staged_customer_spells) remove, with sign -1, and those they add, with sign 1';
 
 -- churn_monthly: each spell counts at the start of every month it spans, in the month it churns (once that has
 -- happened) and in the month it starts. When the change moves the first month (that of the first spell, from which
@@ -202,7 +202,7 @@ DECLARE
     written bigint;
     -- The first month after the change: that of the first spell of the other customers or of the fresh ones.
     new_first timestamptz := least((SELECT min(s.started_at) FROM crm_kpi.customer_spells s WHERE s.customer_id <> ALL(ids)),
-                                   (SELECT min(f.started_at) FROM pg_temp.fresh_customer_spells f));
+                                   (SELECT min(f.started_at) FROM crm_kpi.staged_customer_spells f));
     new_first_month date := date_trunc('month', new_first AT TIME ZONE st.timezone)::date;
     last_month date := date_trunc('month', st.as_of AT TIME ZONE st.timezone)::date;
 BEGIN

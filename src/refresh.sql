@@ -98,41 +98,48 @@ CREATE FUNCTION crm_kpi.rebuild_reason() RETURNS text
 COMMENT ON FUNCTION crm_kpi.rebuild_reason() IS
     'Why the KPI tables need crm_kpi.rebuild(): never built, a source truncated, bound or unbound, or a setting they depend on changed since; NULL when they do not';
 
--- Put the fresh rows of a KPI table for some keys (all when NULL) into its scratch table pg_temp.fresh_<table>.
-CREATE FUNCTION crm_kpi.stage_fresh(table_name name, keys anyarray, compute name DEFAULT NULL) RETURNS void
+-- The scratch tables of the engine, crm_kpi.staged_<table>: the fresh rows of a batch, compared with the stored ones.
+-- Permanent, so that a worker running for months does not create a table (and a row type, that its caches keep) per
+-- batch; unlogged, since no row of theirs outlives the transaction that wrote it; used under the refresh lock only.
+DO $$
+DECLARE
+    t name;
+BEGIN
+    FOR t IN SELECT k.table_name FROM crm_kpi.kpi_tables k ORDER BY k.position LOOP
+        EXECUTE format('CREATE UNLOGGED TABLE crm_kpi.%I (LIKE crm_kpi.%I)', 'staged_' || t, t);
+        EXECUTE format('COMMENT ON TABLE crm_kpi.%I IS %L', 'staged_' || t,
+                       format('Scratch of the refresh engine: the fresh rows of crm_kpi.%I for the keys of the batch '
+                              'being refreshed; empty outside a refresh or rebuild', t));
+    END LOOP;
+END $$;
+
+-- Put the fresh rows of a KPI table for some keys (all when NULL) into its scratch table crm_kpi.staged_<table>.
+CREATE FUNCTION crm_kpi.stage_fresh(table_name name, keys anyarray, compute name) RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    scratch text := 'fresh_' || table_name;
 BEGIN
-    -- Dropped at commit: a scratch table left in a session would hold the extension's types (and block DROP EXTENSION).
-    IF to_regclass('pg_temp.' || quote_ident(scratch)) IS NULL THEN
-        EXECUTE format('CREATE TEMP TABLE %I (LIKE crm_kpi.%I) ON COMMIT DROP', scratch, table_name);
-    ELSE
-        EXECUTE format('TRUNCATE pg_temp.%I', scratch);
-    END IF;
-    EXECUTE format('INSERT INTO pg_temp.%I SELECT * FROM crm_kpi.%I($1)', scratch, coalesce(compute, scratch)) USING keys;
+    EXECUTE format(CASE WHEN keys IS NULL THEN 'TRUNCATE crm_kpi.%I' ELSE 'DELETE FROM crm_kpi.%I' END,
+                   'staged_' || table_name);
+    EXECUTE format('INSERT INTO crm_kpi.%I SELECT * FROM crm_kpi.%I($1)', 'staged_' || table_name, compute) USING keys;
 END $$;
 COMMENT ON FUNCTION crm_kpi.stage_fresh(name, anyarray, name) IS
-    'Computes a KPI table for some keys (all when NULL) into the scratch table pg_temp.fresh_<table>, dropped at commit: with crm_kpi.<compute>(keys), by default crm_kpi.fresh_<table>(keys) (from the sources)';
+    'Replaces the rows of the scratch table crm_kpi.staged_<table> by the fresh rows crm_kpi.<compute>(keys) of a KPI table for some keys (all when NULL); callers hold the refresh lock';
 
--- Drop the scratch tables of this transaction (else they would hold the extension's types until commit).
-CREATE FUNCTION crm_kpi.drop_scratch() RETURNS void
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+-- Empty the scratch tables at the end of a run (a full one truncates them: they held every row).
+CREATE FUNCTION crm_kpi.clear_staged(full_rebuild boolean) RETURNS void
+    LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t name;
 BEGIN
-    FOR t IN SELECT k.table_name FROM crm_kpi.kpi_tables k LOOP
-        IF to_regclass('pg_temp.' || quote_ident('fresh_' || t)) IS NOT NULL THEN
-            EXECUTE format('DROP TABLE pg_temp.%I', 'fresh_' || t);
-        END IF;
+    FOR t IN SELECT k.table_name FROM crm_kpi.kpi_tables k ORDER BY k.position LOOP
+        EXECUTE format(CASE WHEN full_rebuild THEN 'TRUNCATE crm_kpi.%I' ELSE 'DELETE FROM crm_kpi.%I' END, 'staged_' || t);
     END LOOP;
 END $$;
-COMMENT ON FUNCTION crm_kpi.drop_scratch() IS
-    'Drops the scratch tables pg_temp.fresh_<table> a refresh, rebuild or verify made in this transaction';
+COMMENT ON FUNCTION crm_kpi.clear_staged(boolean) IS
+    'Empties the scratch tables crm_kpi.staged_<table> at the end of a refresh (DELETE) or rebuild (TRUNCATE, which gives their space back); callers hold the refresh lock';
 
 -- Make a KPI table equal to its staged fresh rows for those keys; returns the rows written (deleted + inserted).
 CREATE FUNCTION crm_kpi.apply_fresh(table_name name, keys anyarray) RETURNS bigint
@@ -148,20 +155,20 @@ BEGIN
         EXECUTE format('DELETE FROM crm_kpi.%I', table_name);
         GET DIAGNOSTICS deleted = ROW_COUNT;
         -- In the order of the table's key: its unique index grows at its right edge instead of at random pages.
-        EXECUTE format('INSERT INTO crm_kpi.%I SELECT * FROM pg_temp.%I ORDER BY %s', table_name, 'fresh_' || table_name,
+        EXECUTE format('INSERT INTO crm_kpi.%I SELECT * FROM crm_kpi.%I ORDER BY %s', table_name, 'staged_' || table_name,
                        (SELECT string_agg(quote_ident(c), ', ') FROM crm_kpi.kpi_tables t, unnest(t.key_columns) c
                         WHERE t.table_name = apply_fresh.table_name));
         GET DIAGNOSTICS inserted = ROW_COUNT;
     ELSE
         -- Rows equal to their fresh version (byte for byte) stay; the others are replaced.
         EXECUTE format('DELETE FROM crm_kpi.%1$I t WHERE t.%3$I = ANY($1) '
-                       'AND NOT EXISTS (SELECT FROM pg_temp.%2$I f WHERE f.%3$I = t.%3$I AND f OPERATOR(pg_catalog.*=) t)',
-                       table_name, 'fresh_' || table_name, key_column) USING keys;
+                       'AND NOT EXISTS (SELECT FROM crm_kpi.%2$I f WHERE f.%3$I = t.%3$I AND f OPERATOR(pg_catalog.*=) t)',
+                       table_name, 'staged_' || table_name, key_column) USING keys;
         GET DIAGNOSTICS deleted = ROW_COUNT;
-        EXECUTE format('INSERT INTO crm_kpi.%1$I SELECT f.* FROM pg_temp.%2$I f '
+        EXECUTE format('INSERT INTO crm_kpi.%1$I SELECT f.* FROM crm_kpi.%2$I f '
                        'WHERE NOT EXISTS (SELECT FROM crm_kpi.%1$I t WHERE t.%3$I = ANY($1) AND t.%3$I = f.%3$I '
                        '                  AND t OPERATOR(pg_catalog.*=) f)',
-                       table_name, 'fresh_' || table_name, key_column) USING keys;
+                       table_name, 'staged_' || table_name, key_column) USING keys;
         GET DIAGNOSTICS inserted = ROW_COUNT;
     END IF;
     RETURN deleted + inserted;
@@ -178,7 +185,7 @@ DECLARE
     st crm_kpi.engine_state := crm_kpi.engine_settings();
 BEGIN
     WITH old AS (SELECT * FROM crm_kpi.customer_spells WHERE customer_id = ANY(ids)),
-    fresh AS (SELECT * FROM pg_temp.fresh_customer_spells),
+    fresh AS (SELECT * FROM crm_kpi.staged_customer_spells),
     changed AS (SELECT c.customer_id FROM crm_kpi.changed_spells(ids) c),
     -- months whose start lies in the activity of one version only (customers active at the start)
     activity AS (
@@ -401,7 +408,7 @@ BEGIN
             batches := batches + 1;
             keys := keys + b.keys;
         END LOOP;
-        PERFORM crm_kpi.drop_scratch();
+        PERFORM crm_kpi.clear_staged(full_rebuild);
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, errstate = RETURNED_SQLSTATE;
         err := format('%s: %s', errstate, err);

@@ -15,16 +15,11 @@ BEGIN
     PERFORM crm_kpi.library_version();  -- loads the library, so that its settings are defined
     PERFORM crm_kpi.engine_apply(crm_kpi.engine_settings());
     FOR t IN SELECT * FROM crm_kpi.kpi_tables k ORDER BY k.position LOOP
-        IF t.key_grain = 'customer' THEN
-            PERFORM crm_kpi.stage_fresh(t.table_name, NULL::bigint[]);
-        ELSE
-            PERFORM crm_kpi.stage_fresh(t.table_name, NULL::date[]);
-        END IF;
         key_sql := (SELECT 'jsonb_build_object(' || string_agg(format('%L, x.%I', c, c), ', ') || ')'
                     FROM unnest(t.key_columns) c);
         RETURN QUERY EXECUTE format(
             'WITH m AS MATERIALIZED (SELECT %1$s AS k, to_jsonb(x) AS j FROM crm_kpi.%2$I x), '
-            'f AS MATERIALIZED (SELECT %1$s AS k, to_jsonb(x) AS j FROM pg_temp.%3$I x), '
+            'f AS MATERIALIZED (SELECT %1$s AS k, to_jsonb(x) AS j FROM crm_kpi.%3$I(NULL::%4$s) x), '
             'differ AS MATERIALIZED (SELECT m.k AS mk, m.j AS mj, f.k AS fk, f.j AS fj FROM m FULL JOIN f ON f.k = m.k '
             '                        WHERE m.j IS DISTINCT FROM f.j) '
             'SELECT %2$L::name, coalesce(d.mk, d.fk), c.col, c.mv, c.fv '
@@ -33,9 +28,9 @@ BEGIN
             '                    WHERE d.fj IS NOT NULL AND (d.mj -> e.key) IS DISTINCT FROM (d.fj -> e.key) '
             '                    UNION ALL SELECT ''*'', d.mj::text, d.fj::text WHERE d.mj IS NULL OR d.fj IS NULL) AS c (col, mv, fv) '
             'ORDER BY 2, 3',
-            key_sql, t.table_name, 'fresh_' || t.table_name);
+            key_sql, t.table_name, 'fresh_' || t.table_name,
+            CASE t.key_grain WHEN 'customer' THEN 'bigint[]' ELSE 'date[]' END);
     END LOOP;
-    PERFORM crm_kpi.drop_scratch();
 END $$;
 COMMENT ON FUNCTION crm_kpi.verify() IS
     'Recomputes every KPI table from scratch (settings and as_of of engine_state) and returns each difference from the maintained table: the row''s key, the column (* for a row only one side has, with the whole row), both values. No rows means exact';
