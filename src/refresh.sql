@@ -258,15 +258,19 @@ DECLARE
     rows bigint;
 BEGIN
     -- Keys captured under a source's kind become keys of the KPI families they make stale.
+    -- A routed key keeps the time its oldest change was queued at (the watermark is taken from the pending keys).
     WITH taken AS (DELETE FROM crm_kpi.change_queue q
                    WHERE q.target IN (SELECT k.kind FROM crm_kpi.capture_keys k)
-                   RETURNING q.target, q.day, q.customer_id)
-    INSERT INTO crm_kpi.change_queue (target, day, customer_id)
-    SELECT r.target, CASE r.grain WHEN 'month' THEN date_trunc('month', k.day)::date ELSE k.day END, NULL
-    FROM taken k JOIN crm_kpi.queue_routes r ON r.kind = k.target
-    WHERE k.day IS NOT NULL AND (k.customer_id IS NULL OR NOT r.customerless_only)
-    UNION
-    SELECT 'customer', NULL, k.customer_id FROM taken k WHERE k.customer_id IS NOT NULL;
+                   RETURNING q.target, q.day, q.customer_id, q.queued_at)
+    INSERT INTO crm_kpi.change_queue (target, day, customer_id, queued_at)
+    SELECT x.target, x.day, x.customer_id, min(x.queued_at)
+    FROM (SELECT r.target, CASE r.grain WHEN 'month' THEN date_trunc('month', k.day)::date ELSE k.day END AS day,
+                 NULL::bigint AS customer_id, k.queued_at
+          FROM taken k JOIN crm_kpi.queue_routes r ON r.kind = k.target
+          WHERE k.day IS NOT NULL AND (k.customer_id IS NULL OR NOT r.customerless_only)
+          UNION ALL
+          SELECT 'customer', NULL, k.customer_id, k.queued_at FROM taken k WHERE k.customer_id IS NOT NULL) x
+    GROUP BY x.target, x.day, x.customer_id;
     GET DIAGNOSTICS rows = ROW_COUNT;
     IF rows > 0 THEN
         -- The queue's size swings between refreshes: without fresh statistics, the joins below may be planned
@@ -357,7 +361,6 @@ DECLARE
     b record;
     t record;
     rows bigint;
-    drained boolean := false;
     err text;
     errstate text;
     failed_table text;
@@ -401,10 +404,7 @@ BEGIN
             checked := clock_timestamp();
             b := crm_kpi.refresh_batch(tables);
             tables := b.tables;
-            IF b.keys = 0 THEN
-                drained := true;
-                EXIT;
-            END IF;
+            EXIT WHEN b.keys = 0;
             batches := batches + 1;
             keys := keys + b.keys;
         END LOOP;
@@ -426,14 +426,22 @@ BEGIN
                 run.pending_after, run.error)
         RETURNING * INTO run;
     END IF;
+    -- Every change committed before checked (the start of the last batch) was either refreshed or is pending, and a
+    -- pending key was queued no later than its change committed: the watermark is the older of checked and the
+    -- table's oldest pending key.
     UPDATE crm_kpi.kpi_table_state s SET
-        watermark = CASE WHEN err IS NULL AND drained THEN checked ELSE s.watermark END,
+        watermark = CASE WHEN err IS NULL
+                         THEN greatest(s.watermark,
+                                       least(checked, (SELECT min(q.queued_at) FROM crm_kpi.change_queue q
+                                                       WHERE q.target = ANY(k.queue_targets) OR q.target = '*')))
+                         ELSE s.watermark END,
         last_refresh_at = CASE WHEN tables ? s.table_name THEN started ELSE s.last_refresh_at END,
         last_duration = CASE WHEN tables ? s.table_name THEN run.finished_at - started ELSE s.last_duration END,
         rows_touched = CASE WHEN tables ? s.table_name THEN (tables ->> s.table_name)::bigint ELSE s.rows_touched END,
         last_error = CASE WHEN err IS NULL THEN NULL ELSE err END,
         last_error_at = CASE WHEN err IS NULL THEN s.last_error_at ELSE run.finished_at END
-    WHERE err IS NULL OR failed_table IS NULL OR s.table_name = failed_table;
+    FROM crm_kpi.kpi_tables k
+    WHERE k.table_name = s.table_name AND (err IS NULL OR failed_table IS NULL OR s.table_name = failed_table);
     IF run.run_id IS NOT NULL THEN
         DELETE FROM crm_kpi.refresh_history h
         WHERE h.run_id <= run.run_id - current_setting('crm_kpi.history_limit')::bigint;
