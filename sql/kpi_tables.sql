@@ -391,15 +391,8 @@ BEGIN
     UPDATE crm_kpi.engine_state SET as_of = instant;
     PERFORM crm_kpi.engine_apply(crm_kpi.engine_settings());
     FOR t IN SELECT k.table_name, k.key_grain FROM crm_kpi.kpi_tables k ORDER BY k.position LOOP
-        IF t.key_grain = 'customer' THEN
-            PERFORM crm_kpi.stage_fresh(t.table_name, NULL::bigint[], 'fresh_' || t.table_name);
-            PERFORM crm_kpi.apply_fresh(t.table_name, NULL::bigint[]);
-        ELSE
-            PERFORM crm_kpi.stage_fresh(t.table_name, NULL::date[], 'fresh_' || t.table_name);
-            PERFORM crm_kpi.apply_fresh(t.table_name, NULL::date[]);
-        END IF;
+        PERFORM crm_kpi.replace_all(t.table_name, 'fresh_' || t.table_name, t.key_grain);
     END LOOP;
-    PERFORM crm_kpi.clear_staged(true);
 END $$;
 SELECT pg_temp.rebuild_as_of('2024-03-15 00:00-04');
 SELECT * FROM crm_kpi.verify();

@@ -397,16 +397,26 @@ AS $$
 DECLARE
     st crm_kpi.engine_state := crm_kpi.engine_settings();
 BEGIN
+    IF ids IS NULL THEN
+        -- A rebuild: customer_days and customer_stats were written just before.
+        RETURN QUERY
+        SELECT d.customer_id, date_trunc('month', d.day)::date,
+               date_trunc('month', s.first_order_at AT TIME ZONE st.timezone)::date, sum(d.revenue)
+        FROM crm_kpi.customer_days d
+        JOIN crm_kpi.customer_stats s ON s.customer_id = d.customer_id AND s.first_order_at IS NOT NULL
+        GROUP BY 1, 2, 3;
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT d.customer_id, date_trunc('month', d.day)::date,
            date_trunc('month', s.first_order_at AT TIME ZONE st.timezone)::date, sum(d.revenue)
     FROM crm_kpi.staged_customer_days d
     JOIN crm_kpi.staged_customer_stats s ON s.customer_id = d.customer_id AND s.first_order_at IS NOT NULL
-    WHERE ids IS NULL OR d.customer_id = ANY(ids)
+    WHERE d.customer_id = ANY(ids)
     GROUP BY 1, 2, 3;
 END $$;
 COMMENT ON FUNCTION crm_kpi.derive_customer_months(bigint[]) IS
-    'crm_kpi.customer_months of some customers (all when NULL) from their staged fresh customer_days and customer_stats (crm_kpi.staged_customer_days, crm_kpi.staged_customer_stats)';
+    'crm_kpi.customer_months of some customers from their staged fresh customer_days and customer_stats (crm_kpi.staged_customer_days, crm_kpi.staged_customer_stats); of all customers (ids NULL, in a rebuild) from the tables customer_days and customer_stats';
 
 -- cohort_monthly as the refresh engine keeps it: the count and sum of the customers' parts (customer_months).
 CREATE FUNCTION crm_kpi.rollup_cohort_monthly(months date[] DEFAULT NULL) RETURNS SETOF crm_kpi.cohort_monthly

@@ -141,9 +141,32 @@ END $$;
 COMMENT ON FUNCTION crm_kpi.clear_staged(boolean) IS
     'Empties the scratch tables crm_kpi.staged_<table> at the end of a refresh (DELETE) or rebuild (TRUNCATE, which gives their space back); callers hold the refresh lock';
 
+-- Replace every row of a KPI table by its fresh rows (a rebuild); returns the rows written (deleted + inserted).
+CREATE FUNCTION crm_kpi.replace_all(table_name name, compute name, key_grain text) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    deleted bigint;
+    inserted bigint;
+BEGIN
+    -- Not TRUNCATE: readers keep reading the old rows until the rebuild commits.
+    EXECUTE format('DELETE FROM crm_kpi.%I', table_name);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    -- In the order of the table's key: its unique index grows at its right edge instead of at random pages.
+    EXECUTE format('INSERT INTO crm_kpi.%I SELECT * FROM crm_kpi.%I(NULL::%s) ORDER BY %s', table_name, compute,
+                   CASE key_grain WHEN 'customer' THEN 'bigint[]' ELSE 'date[]' END,
+                   (SELECT string_agg(quote_ident(c), ', ') FROM crm_kpi.kpi_tables t, unnest(t.key_columns) c
+                    WHERE t.table_name = replace_all.table_name));
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    RETURN deleted + inserted;
+END $$;
+COMMENT ON FUNCTION crm_kpi.replace_all(name, name, text) IS
+    'Replaces every row of a KPI table by crm_kpi.<compute>(NULL) (its rows for all keys), inserted in key order; returns rows deleted + inserted';
+
 -- Make a KPI table equal to its staged fresh rows for those keys; returns the rows written (deleted + inserted).
 CREATE FUNCTION crm_kpi.apply_fresh(table_name name, keys anyarray) RETURNS bigint
-    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -151,30 +174,20 @@ DECLARE
     deleted bigint;
     inserted bigint;
 BEGIN
-    IF keys IS NULL THEN
-        EXECUTE format('DELETE FROM crm_kpi.%I', table_name);
-        GET DIAGNOSTICS deleted = ROW_COUNT;
-        -- In the order of the table's key: its unique index grows at its right edge instead of at random pages.
-        EXECUTE format('INSERT INTO crm_kpi.%I SELECT * FROM crm_kpi.%I ORDER BY %s', table_name, 'staged_' || table_name,
-                       (SELECT string_agg(quote_ident(c), ', ') FROM crm_kpi.kpi_tables t, unnest(t.key_columns) c
-                        WHERE t.table_name = apply_fresh.table_name));
-        GET DIAGNOSTICS inserted = ROW_COUNT;
-    ELSE
-        -- Rows equal to their fresh version (byte for byte) stay; the others are replaced.
-        EXECUTE format('DELETE FROM crm_kpi.%1$I t WHERE t.%3$I = ANY($1) '
-                       'AND NOT EXISTS (SELECT FROM crm_kpi.%2$I f WHERE f.%3$I = t.%3$I AND f OPERATOR(pg_catalog.*=) t)',
-                       table_name, 'staged_' || table_name, key_column) USING keys;
-        GET DIAGNOSTICS deleted = ROW_COUNT;
-        EXECUTE format('INSERT INTO crm_kpi.%1$I SELECT f.* FROM crm_kpi.%2$I f '
-                       'WHERE NOT EXISTS (SELECT FROM crm_kpi.%1$I t WHERE t.%3$I = ANY($1) AND t.%3$I = f.%3$I '
-                       '                  AND t OPERATOR(pg_catalog.*=) f)',
-                       table_name, 'staged_' || table_name, key_column) USING keys;
-        GET DIAGNOSTICS inserted = ROW_COUNT;
-    END IF;
+    -- Rows equal to their fresh version (byte for byte) stay; the others are replaced.
+    EXECUTE format('DELETE FROM crm_kpi.%1$I t WHERE t.%3$I = ANY($1) '
+                   'AND NOT EXISTS (SELECT FROM crm_kpi.%2$I f WHERE f.%3$I = t.%3$I AND f OPERATOR(pg_catalog.*=) t)',
+                   table_name, 'staged_' || table_name, key_column) USING keys;
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    EXECUTE format('INSERT INTO crm_kpi.%1$I SELECT f.* FROM crm_kpi.%2$I f '
+                   'WHERE NOT EXISTS (SELECT FROM crm_kpi.%1$I t WHERE t.%3$I = ANY($1) AND t.%3$I = f.%3$I '
+                   '                  AND t OPERATOR(pg_catalog.*=) f)',
+                   table_name, 'staged_' || table_name, key_column) USING keys;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
     RETURN deleted + inserted;
 END $$;
 COMMENT ON FUNCTION crm_kpi.apply_fresh(name, anyarray) IS
-    'Makes a KPI table equal to its staged fresh rows for some keys (all when NULL), rewriting only the rows that differ; returns rows deleted + inserted';
+    'Makes a KPI table equal to its staged fresh rows (crm_kpi.staged_<table>) for some keys, rewriting only the rows that differ; returns rows deleted + inserted';
 
 -- The churn months a batch of recomputed spells makes stale.
 CREATE FUNCTION crm_kpi.queue_spell_effects(ids bigint[]) RETURNS void
@@ -384,13 +397,7 @@ BEGIN
             END LOOP;
             FOR t IN SELECT * FROM crm_kpi.kpi_tables ORDER BY position LOOP
                 failed_table := t.table_name;
-                IF t.key_grain = 'customer' THEN
-                    PERFORM crm_kpi.stage_fresh(t.table_name, NULL::bigint[], t.stage_function);
-                    rows := crm_kpi.apply_fresh(t.table_name, NULL::bigint[]);
-                ELSE
-                    PERFORM crm_kpi.stage_fresh(t.table_name, NULL::date[], t.stage_function);
-                    rows := crm_kpi.apply_fresh(t.table_name, NULL::date[]);
-                END IF;
+                rows := crm_kpi.replace_all(t.table_name, t.stage_function, t.key_grain);
                 tables := jsonb_set(tables, ARRAY[t.table_name::text], to_jsonb(rows));
             END LOOP;
             failed_table := NULL;
