@@ -14,7 +14,7 @@ OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 SQL_PARTS = $(wildcard src/schema.sql src/info.sql src/periods.sql src/counters.sql src/nps.sql src/csat.sql src/rate.sql \
 	src/purchase.sql src/sketch.sql src/lifecycle.sql \
 	src/sources.sql src/bind.sql \
-	src/kpi_tables.sql src/kpi_views.sql src/capture.sql src/worker.sql src/kpi_fresh.sql src/refresh.sql src/deltas.sql src/verify.sql src/reports.sql src/quality.sql \
+	src/kpi_tables.sql src/kpi_views.sql src/capture.sql src/bind_watch.sql src/worker.sql src/kpi_fresh.sql src/refresh.sql src/deltas.sql src/verify.sql src/reports.sql src/quality.sql \
 	src/reference_schema.sql src/sample_data.sql src/odoo.sql src/reader.sql)
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 # Upgrade scripts from every released version (crm_kpi--<from>--<to>.sql), and the install script of

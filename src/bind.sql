@@ -236,6 +236,7 @@ BEGIN
     ON CONFLICT ON CONSTRAINT source_bindings_pkey
     DO UPDATE SET mapping = EXCLUDED.mapping, bound_by = current_user, bound_at = now();
     -- (its trigger crm_kpi.hold_restored_binding() queued the rebuild)
+    PERFORM crm_kpi.record_binding_shape(kind, source, mapping);  -- what DDL on it is compared with
 END $$;
 COMMENT ON FUNCTION crm_kpi.bind_source(text, regclass, jsonb) IS
     'Binds a CRM table (plain, partitioned or a view; owner only) as a source of a kind, mapping each contract column to a column or {"expr": "SQL"}; validates everything and reports every problem at once';

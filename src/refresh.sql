@@ -80,7 +80,7 @@ CREATE FUNCTION crm_kpi.rebuild_reason() RETURNS text
     RETURN (SELECT CASE
         WHEN crm_kpi.library_version() IS NULL THEN NULL  -- loads the library, which defines the settings
         WHEN e.built_at IS NULL THEN 'never built (first fill, or restored from a dump)'
-        WHEN EXISTS (SELECT FROM crm_kpi.change_queue q WHERE q.target = '*') THEN 'a bound source was truncated, bound or unbound'
+        WHEN EXISTS (SELECT FROM crm_kpi.change_queue q WHERE q.target = '*') THEN 'a bound source was truncated, bound, unbound, or altered in what it reads'
         ELSE nullif(concat_ws('; ',
             CASE WHEN e.timezone <> current_setting('crm_kpi.timezone')
                  THEN format('crm_kpi.timezone is %s, the tables use %s', current_setting('crm_kpi.timezone'), e.timezone) END,
@@ -96,7 +96,7 @@ CREATE FUNCTION crm_kpi.rebuild_reason() RETURNS text
                  THEN format('crm_kpi.resolution_sla is %s, the tables use %s', current_setting('crm_kpi.resolution_sla'), e.resolution_sla) END), '')
         END FROM crm_kpi.engine_state e);
 COMMENT ON FUNCTION crm_kpi.rebuild_reason() IS
-    'Why the KPI tables need crm_kpi.rebuild(): never built, a source truncated, bound or unbound, or a setting they depend on changed since; NULL when they do not';
+    'Why the KPI tables need crm_kpi.rebuild(): never built, a source truncated, bound, unbound or altered in what it reads, or a setting they depend on changed since; NULL when they do not';
 
 -- The scratch tables of the engine, crm_kpi.staged_<table>: the fresh rows of a batch, compared with the stored ones.
 -- Permanent, so that a worker running for months does not create a table (and a row type, that its caches keep) per
@@ -483,7 +483,7 @@ BEGIN
     RETURN crm_kpi.run_engine(false, NULL, max_batches);
 END $$;
 COMMENT ON FUNCTION crm_kpi.refresh(integer) IS
-    'Brings the KPI tables up to date: recomputes the stale days, months and customers in batches (all, or max_batches) and what time alone changed; rebuilds instead when never built or a source was truncated, bound or unbound. One refresh at a time; writers never wait for it';
+    'Brings the KPI tables up to date: recomputes the stale days, months and customers in batches (all, or max_batches) and what time alone changed; rebuilds instead when never built or a source was truncated, bound, unbound or altered in what it reads. One refresh at a time; writers never wait for it';
 
 CREATE FUNCTION crm_kpi.rebuild() RETURNS crm_kpi.refresh_history
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE

@@ -271,7 +271,7 @@ is(sq($FUNCTIONS . q{SELECT string_agg(fn::text, ', ' ORDER BY fn::text) FROM ch
 	'every SECURITY DEFINER function pins search_path to pg_catalog (and crm_kpi) with pg_temp last');
 is(sq($FUNCTIONS . q{SELECT string_agg(fn::text, ' | ' ORDER BY fn::text) FROM checked WHERE prosecdef}),
 	'crm_kpi.bind_restored() | crm_kpi.capture_new_partitions() | crm_kpi.forget_dropped_tables() | '
-	  . 'crm_kpi.keep_bindings_vetted() | crm_kpi.lifecycle_guard()',
+	  . 'crm_kpi.keep_bindings_vetted() | crm_kpi.lifecycle_guard() | crm_kpi.watch_bindings() | crm_kpi.watch_rewrites()',
 	'the SECURITY DEFINER functions are the triggers and event triggers only');
 is(sq($FUNCTIONS . q{SELECT string_agg(fn::text, ', ' ORDER BY fn::text) FROM checked
     WHERE NOT pinned AND (lanname = 'plpgsql' OR (lanname = 'sql' AND NOT atomic))}), '',
