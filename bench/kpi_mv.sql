@@ -160,11 +160,12 @@ FROM m
 WITH NO DATA;
 
 CREATE MATERIALIZED VIEW bench.mv_customer_counts AS
-SELECT s.acquisition_channel AS channel, s.stage, count(*) AS customers, count(*) FILTER (WHERE s.orders >= 1) AS buyers,
+SELECT s.acquisition_channel AS channel, s.stage, date_trunc('month', s.created_at AT TIME ZONE 'UTC')::date AS lead_month,
+       count(*) AS customers, count(*) FILTER (WHERE s.orders >= 1) AS buyers,
        count(*) FILTER (WHERE s.orders >= 2) AS repeat_buyers,
        coalesce(sum(s.revenue) FILTER (WHERE s.orders >= 1), 0) AS buyer_revenue
 FROM bench.mv_customer_stats s
-GROUP BY 1, 2
+GROUP BY 1, 2, 3
 WITH NO DATA;
 
 -- The KPI tables the views stand for, in refresh order (the order of crm_kpi.kpi_tables). The engine's

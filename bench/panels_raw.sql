@@ -505,6 +505,8 @@ ORDER BY 1
 SELECT date_trunc('month', c.created_at AT TIME ZONE 'UTC')::date AS "time", count(*) AS "Leads",
        100.0 * count(c.first_at) / count(*) AS "Converted %"
 FROM @first_orders@ c
-WHERE $__timeFilter(c.created_at) AND coalesce(c.acquisition_channel, '(none)') IN (${channel:sqlstring})
+WHERE date_trunc('month', c.created_at AT TIME ZONE 'UTC')::date >= date_trunc('month', $__timeFrom()::date::timestamp)::date
+  AND date_trunc('month', c.created_at AT TIME ZONE 'UTC')::date <= $__timeTo()::date
+  AND coalesce(c.acquisition_channel, '(none)') IN (${channel:sqlstring})
 GROUP BY 1
 ORDER BY 1

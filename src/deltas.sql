@@ -138,26 +138,29 @@ CREATE FUNCTION crm_kpi.add_customer_counts_delta(ids bigint[]) RETURNS bigint
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
     written bigint;
     emptied tid[];
 BEGIN
     WITH d AS (
-        SELECT x.channel, x.stage, sum(x.sign)::bigint AS customers,
+        SELECT x.channel, x.stage, date_trunc('month', x.created_at AT TIME ZONE st.timezone)::date AS lead_month,
+               sum(x.sign)::bigint AS customers,
                sum(x.sign) FILTER (WHERE x.orders >= 1) AS buyers, sum(x.sign) FILTER (WHERE x.orders >= 2) AS repeaters,
                sum(x.sign * x.revenue) FILTER (WHERE x.orders >= 1) AS revenue
-        FROM (SELECT -1 AS sign, c.acquisition_channel AS channel, c.stage, c.orders, c.revenue
+        FROM (SELECT -1 AS sign, c.acquisition_channel AS channel, c.stage, c.created_at, c.orders, c.revenue
               FROM crm_kpi.customer_stats c WHERE c.customer_id = ANY(ids)
               UNION ALL
-              SELECT 1, f.acquisition_channel, f.stage, f.orders, f.revenue FROM crm_kpi.staged_customer_stats f) x
-        GROUP BY 1, 2),
+              SELECT 1, f.acquisition_channel, f.stage, f.created_at, f.orders, f.revenue
+              FROM crm_kpi.staged_customer_stats f) x
+        GROUP BY 1, 2, 3),
     nonzero AS (
-        SELECT d.channel, d.stage, d.customers, coalesce(d.buyers, 0)::bigint AS buyers,
+        SELECT d.channel, d.stage, d.lead_month, d.customers, coalesce(d.buyers, 0)::bigint AS buyers,
                coalesce(d.repeaters, 0)::bigint AS repeaters, coalesce(d.revenue, 0) AS revenue
         FROM d
         WHERE d.customers <> 0 OR coalesce(d.buyers, 0) <> 0 OR coalesce(d.repeaters, 0) <> 0 OR coalesce(d.revenue, 0) <> 0),
     up AS (
         INSERT INTO crm_kpi.customer_counts AS s SELECT * FROM nonzero
-        ON CONFLICT (channel, stage) DO UPDATE SET
+        ON CONFLICT (channel, stage, lead_month) DO UPDATE SET
             customers = s.customers + excluded.customers, buyers = s.buyers + excluded.buyers,
             repeat_buyers = s.repeat_buyers + excluded.repeat_buyers, buyer_revenue = s.buyer_revenue + excluded.buyer_revenue
         RETURNING s.ctid, s.customers)

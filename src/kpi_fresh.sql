@@ -315,15 +315,16 @@ END $$;
 COMMENT ON FUNCTION crm_kpi.fresh_customer_stats(bigint[]) IS
     'crm_kpi.customer_stats computed from the sources as of engine_state.as_of, for the given customers (all when NULL)';
 
--- customer_counts: customer_stats counted per channel and stage, from the sources (fresh_) or from the stored
+-- customer_counts: customer_stats counted per channel, stage and lead month, from the sources (fresh_) or from the stored
 -- table (rollup_). It has no stale key (the customers' differences keep it): keys is ignored, all rows are returned.
 CREATE FUNCTION crm_kpi.fresh_customer_counts(keys date[] DEFAULT NULL) RETURNS SETOF crm_kpi.customer_counts
     LANGUAGE sql STABLE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    SELECT s.acquisition_channel, s.stage, count(*), count(*) FILTER (WHERE s.orders >= 1),
-           count(*) FILTER (WHERE s.orders >= 2), coalesce(sum(s.revenue) FILTER (WHERE s.orders >= 1), 0)
-    FROM crm_kpi.fresh_customer_stats(NULL::bigint[]) s GROUP BY s.acquisition_channel, s.stage;
+    SELECT s.acquisition_channel, s.stage, date_trunc('month', s.created_at AT TIME ZONE e.timezone)::date, count(*),
+           count(*) FILTER (WHERE s.orders >= 1), count(*) FILTER (WHERE s.orders >= 2),
+           coalesce(sum(s.revenue) FILTER (WHERE s.orders >= 1), 0)
+    FROM crm_kpi.fresh_customer_stats(NULL::bigint[]) s CROSS JOIN crm_kpi.engine_state e GROUP BY 1, 2, 3;
 END;
 COMMENT ON FUNCTION crm_kpi.fresh_customer_counts(date[]) IS
     'crm_kpi.customer_counts computed from the sources as of engine_state.as_of (keys is ignored: all rows)';
@@ -332,9 +333,10 @@ CREATE FUNCTION crm_kpi.rollup_customer_counts(keys date[] DEFAULT NULL) RETURNS
     LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    SELECT s.acquisition_channel, s.stage, count(*), count(*) FILTER (WHERE s.orders >= 1),
-           count(*) FILTER (WHERE s.orders >= 2), coalesce(sum(s.revenue) FILTER (WHERE s.orders >= 1), 0)
-    FROM crm_kpi.customer_stats s GROUP BY s.acquisition_channel, s.stage;
+    SELECT s.acquisition_channel, s.stage, date_trunc('month', s.created_at AT TIME ZONE e.timezone)::date, count(*),
+           count(*) FILTER (WHERE s.orders >= 1), count(*) FILTER (WHERE s.orders >= 2),
+           coalesce(sum(s.revenue) FILTER (WHERE s.orders >= 1), 0)
+    FROM crm_kpi.customer_stats s CROSS JOIN crm_kpi.engine_state e GROUP BY 1, 2, 3;
 END;
 COMMENT ON FUNCTION crm_kpi.rollup_customer_counts(date[]) IS
     'crm_kpi.customer_counts counted from the stored crm_kpi.customer_stats (keys is ignored: all rows)';

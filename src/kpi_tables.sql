@@ -138,14 +138,15 @@ CREATE INDEX customer_spells_started ON crm_kpi.customer_spells (started_at);
 CREATE TABLE crm_kpi.customer_counts (
     channel text,
     stage crm_kpi.lifecycle_stage NOT NULL,
+    lead_month date,
     customers bigint NOT NULL,
     buyers bigint NOT NULL,
     repeat_buyers bigint NOT NULL,
     buyer_revenue numeric NOT NULL,
-    UNIQUE NULLS NOT DISTINCT (channel, stage)
+    UNIQUE NULLS NOT DISTINCT (channel, stage, lead_month)
 );
 COMMENT ON TABLE crm_kpi.customer_counts IS
-    'crm_kpi.customer_stats counted per acquisition channel and lifecycle stage (now, as of engine_state.as_of): customers, buyers (a completed order or more), repeat buyers (two or more) and the buyers'' revenue';
+    'crm_kpi.customer_stats counted per acquisition channel, lifecycle stage (now, as of engine_state.as_of) and lead month (the month of created_at, in the tables'' time zone): customers, buyers (a completed order or more), repeat buyers (two or more) and the buyers'' revenue';
 
 -- Per-customer contributions: what each customer adds to sales_daily and cohort_monthly. A recomputed customer
 -- changes those tables by the difference of its contributions, never by rescanning days or months.

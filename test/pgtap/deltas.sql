@@ -4,7 +4,7 @@
 -- spend and no new customer, orders without a customer, a customer bound after its orders, the first month moved.
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(26);
+SELECT plan(27);
 SET client_min_messages = warning;
 
 CREATE TABLE cu (id bigint, created timestamptz, ch text);
@@ -85,5 +85,14 @@ SELECT is((SELECT format('%s %s %s %s', customers_at_start, churned, new_custome
           'churn: September 2024, customer 2 active entering it and churned on the 1st at 15:00 (last order 2024-03-05 15:00 + 180 days), customer 1 reactivated');
 SELECT is((SELECT count(*) FROM crm_kpi.verify()), 0::bigint, 'verify: exact');
 
+-- customer_counts per channel and lead month (the month of created_at in the tables' zone): customers, and buyers
+-- (a completed order up to as_of), counted here straight from the source tables.
+SELECT results_eq(
+    $$SELECT channel, lead_month, sum(customers)::bigint, sum(buyers)::bigint FROM crm_kpi.customer_counts
+      GROUP BY 1, 2 ORDER BY 1, 2$$,
+    $$SELECT c.ch, date_trunc('month', c.created AT TIME ZONE e.timezone)::date, count(*),
+             count(*) FILTER (WHERE EXISTS (SELECT FROM od WHERE od.cust = c.id AND od.st = 'completed' AND od.at <= e.as_of))
+      FROM cu c CROSS JOIN crm_kpi.engine_state e GROUP BY 1, 2 ORDER BY 1, 2$$,
+    'customer_counts: customers and buyers per channel and lead month, as the source tables count them');
 SELECT * FROM finish();
 ROLLBACK;
