@@ -37,6 +37,16 @@ SELECT count(*) FILTER (WHERE s.watermark > w.queued_at) AS past_the_write, coun
 FROM crm_kpi.status s, written w;
 SELECT * FROM crm_kpi.verify();
 
+-- The watermark assumes each batch sees every key committed before it: no refresh or rebuild under
+-- REPEATABLE READ or SERIALIZABLE (the worker runs its batches in READ COMMITTED).
+\i test/fixtures/errors.sql
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT pg_temp.sqlstate_of('SELECT crm_kpi.refresh()');
+ROLLBACK;
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT pg_temp.sqlstate_of('SELECT crm_kpi.rebuild()');
+ROLLBACK;
+
 DISCARD TEMP;
 DROP SCHEMA crm CASCADE;
 DROP EXTENSION crm_kpi;

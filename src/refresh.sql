@@ -473,6 +473,12 @@ BEGIN
         RAISE EXCEPTION 'max_batches must be at least 1, not %', max_batches USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM crm_kpi.library_version();  -- loads the library, so that its settings are defined
+    -- Each batch must see the keys committed before it (and the watermark assumes it).
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'the KPI tables are refreshed under READ COMMITTED only, not %', upper(current_setting('transaction_isolation'))
+            USING ERRCODE = 'active_sql_transaction',
+                  HINT = 'Call it outside a REPEATABLE READ or SERIALIZABLE transaction.';
+    END IF;
     PERFORM pg_advisory_xact_lock(7226110472398251520);
     full_rebuild := (SELECT built_at IS NULL FROM crm_kpi.engine_state)
                     OR EXISTS (SELECT FROM crm_kpi.change_queue WHERE target = '*');
@@ -491,6 +497,12 @@ CREATE FUNCTION crm_kpi.rebuild() RETURNS crm_kpi.refresh_history
 AS $$
 BEGIN
     PERFORM crm_kpi.library_version();  -- loads the library, so that its settings are defined
+    -- Each batch must see the keys committed before it (and the watermark assumes it).
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'the KPI tables are refreshed under READ COMMITTED only, not %', upper(current_setting('transaction_isolation'))
+            USING ERRCODE = 'active_sql_transaction',
+                  HINT = 'Call it outside a REPEATABLE READ or SERIALIZABLE transaction.';
+    END IF;
     PERFORM pg_advisory_xact_lock(7226110472398251520);
     PERFORM crm_kpi.lifecycle_classify(now(), 0, 0, NULL, NULL);  -- raises if churn_after <= active_window
     RETURN crm_kpi.run_engine(true, crm_kpi.wanted_settings(now()), NULL);

@@ -318,6 +318,8 @@ worker_run_batch(int batch, char **error)
 	*error = NULL;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	/* A snapshot per statement, whatever default_transaction_isolation says: refresh() needs it. */
+	XactIsoLevel = XACT_READ_COMMITTED;
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'crm_kpi'", true, 1) != SPI_OK_SELECT)

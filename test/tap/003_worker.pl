@@ -179,6 +179,30 @@ my ($kpi, $orders) = split / /, revenue_both_ways($node, 'db_a', '2024-03-05');
 is($kpi, $orders, "sales_daily has the day's revenue summed from crm.orders ($orders)");
 is($node->safe_psql('db_a', $VERIFY), '0', 'verify() finds no difference');
 
+# --- A database whose transactions default to REPEATABLE READ ----------------
+# refresh() refuses anything but READ COMMITTED; the worker runs its batches in READ COMMITTED whatever the
+# database's default, so it keeps refreshing.
+
+$node->safe_psql('postgres', 'CREATE DATABASE db_rr');
+$node->safe_psql('postgres', q{ALTER DATABASE db_rr SET default_transaction_isolation = 'repeatable read'});
+$node->safe_psql('db_rr', q{
+CREATE EXTENSION crm_kpi;
+SELECT crm_kpi.create_reference_schema('crm');
+INSERT INTO crm.customers (customer_id, created_at, acquisition_channel) VALUES (1, '2024-01-01 12:00+00', 'organic');
+INSERT INTO crm.orders (customer_id, amount, ordered_at) VALUES (1, 500, '2024-03-06 15:00+00');
+});
+my ($rr_ret, $rr_out, $rr_err) = $node->psql('db_rr', 'SELECT crm_kpi.refresh()');
+like($rr_err, qr/refreshed under READ COMMITTED only, not REPEATABLE READ/,
+	'a session of a database defaulting to REPEATABLE READ cannot refresh');
+ok($node->poll_query_until('db_rr', q{SELECT count(*) = 1 FROM crm_kpi.sales_daily WHERE day = '2024-03-06' AND revenue = 500}),
+	'its worker builds the KPI tables all the same');
+$node->safe_psql('db_rr', q{INSERT INTO crm.orders (customer_id, amount, ordered_at) VALUES (1, 20, '2024-03-07 15:00+00')});
+ok($node->poll_query_until('db_rr', q{SELECT count(*) = 1 FROM crm_kpi.sales_daily WHERE day = '2024-03-07' AND revenue = 20}),
+	'and keeps them fresh');
+is($node->safe_psql('db_rr', q{SELECT count(*) FROM crm_kpi.status WHERE last_error IS NOT NULL}), '0', 'without an error');
+$node->safe_psql('postgres', 'DROP DATABASE db_rr');
+ok($node->poll_query_until('postgres', $WORKER_DBS, 'db_a,db_b,db_late'), 'its worker goes with the database');
+
 # --- DROP EXTENSION and DROP DATABASE --------------------------------------
 
 $node->safe_psql('db_b', 'DROP EXTENSION crm_kpi');
