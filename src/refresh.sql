@@ -439,12 +439,13 @@ BEGIN
     END IF;
     -- Every change committed before checked (the start of the last batch) was either refreshed or is pending, and a
     -- pending key was queued no later than its change committed: the watermark is the older of checked and the
-    -- table's oldest pending key.
+    -- table's oldest pending key. (One pass over the queue, which may be large, for all the tables.)
+    WITH pending AS MATERIALIZED (SELECT q.target, min(q.queued_at) AS oldest FROM crm_kpi.change_queue q GROUP BY q.target)
     UPDATE crm_kpi.kpi_table_state s SET
         watermark = CASE WHEN err IS NULL
                          THEN greatest(s.watermark,
-                                       least(checked, (SELECT min(q.queued_at) FROM crm_kpi.change_queue q
-                                                       WHERE q.target = ANY(k.queue_targets) OR q.target = '*')))
+                                       least(checked, (SELECT min(p.oldest) FROM pending p
+                                                       WHERE p.target = ANY(k.queue_targets) OR p.target = '*')))
                          ELSE s.watermark END,
         last_refresh_at = CASE WHEN tables ? s.table_name THEN started ELSE s.last_refresh_at END,
         last_duration = CASE WHEN tables ? s.table_name THEN run.finished_at - started ELSE s.last_duration END,

@@ -36,19 +36,21 @@ COMMENT ON FUNCTION crm_kpi.verify() IS
     'Recomputes every KPI table from scratch (settings and as_of of engine_state) and returns each difference from the maintained table: the row''s key, the column (* for a row only one side has, with the whole row), both values. No rows means exact';
 
 CREATE VIEW crm_kpi.status AS
+WITH pending AS MATERIALIZED (  -- one pass over the queue for all the tables
+    SELECT q.target, count(*) AS keys, min(q.queued_at) AS oldest FROM crm_kpi.change_queue q GROUP BY q.target)
 SELECT k.table_name, s.watermark,
-       (SELECT count(*) FROM crm_kpi.change_queue q WHERE q.target = ANY(k.queue_targets) OR q.target = '*') AS pending_keys,
-       (SELECT min(q.queued_at) FROM crm_kpi.change_queue q WHERE q.target = ANY(k.queue_targets) OR q.target = '*')
-           AS oldest_pending,
-       now() - (SELECT min(q.queued_at) FROM crm_kpi.change_queue q WHERE q.target = ANY(k.queue_targets) OR q.target = '*')
-           AS lag,
+       (SELECT coalesce(sum(p.keys), 0)::bigint FROM pending p WHERE p.target = ANY(k.queue_targets) OR p.target = '*')
+           AS pending_keys,
+       (SELECT min(p.oldest) FROM pending p WHERE p.target = ANY(k.queue_targets) OR p.target = '*') AS oldest_pending,
+       now() - (SELECT min(p.oldest) FROM pending p WHERE p.target = ANY(k.queue_targets) OR p.target = '*') AS lag,
        s.last_refresh_at, s.last_duration, s.rows_touched, s.last_error, s.last_error_at,
-       e.as_of, e.built_at, crm_kpi.rebuild_reason() AS needs_rebuild,
+       e.as_of, e.built_at, r.reason AS needs_rebuild,
        w.pid AS worker_pid, w.state AS worker_state, w.last_run_at AS worker_last_run_at,
        w.last_error AS worker_last_error
 FROM crm_kpi.kpi_tables k
 JOIN crm_kpi.kpi_table_state s ON s.table_name = k.table_name
 CROSS JOIN crm_kpi.engine_state e
+CROSS JOIN (SELECT crm_kpi.rebuild_reason() AS reason) r  -- once, not per table
 CROSS JOIN crm_kpi.worker_status() w;
 COMMENT ON VIEW crm_kpi.status IS
     'One row per KPI table: watermark (changes committed before it are reflected), stale keys pending, the oldest one''s queue time and age (lag), last refresh that touched it, its duration and rows written, last error, the instant time-dependent KPIs are taken at, why a rebuild is needed (NULL when not), and this database''s refresh worker (pid, state, last run, last error)';
