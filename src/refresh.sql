@@ -119,16 +119,16 @@ CREATE FUNCTION crm_kpi.stage_fresh(table_name name, keys anyarray, compute name
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    -- A large batch truncates: a refresh of many batches in one transaction would else leave every batch's rows
-    -- dead in the table (no vacuum before it commits) for the next batches to scan. A small one deletes (a
-    -- TRUNCATE costs a new file and a catalog update).
-    EXECUTE format(CASE WHEN keys IS NULL OR cardinality(keys) >= 1000 THEN 'TRUNCATE crm_kpi.%I'
-                        ELSE 'DELETE FROM crm_kpi.%I' END,
+    -- A full batch (others may follow in the same transaction) truncates: else every batch would leave its rows
+    -- dead in the table (no vacuum before commit) for the next batches to scan. A smaller one deletes: a TRUNCATE
+    -- costs a new file, a catalog update and the plans that read the table.
+    EXECUTE format(CASE WHEN keys IS NULL OR cardinality(keys) >= current_setting('crm_kpi.refresh_batch_size')::integer
+                        THEN 'TRUNCATE crm_kpi.%I' ELSE 'DELETE FROM crm_kpi.%I' END,
                    'staged_' || table_name);
     EXECUTE format('INSERT INTO crm_kpi.%I SELECT * FROM crm_kpi.%I($1)', 'staged_' || table_name, compute) USING keys;
 END $$;
 COMMENT ON FUNCTION crm_kpi.stage_fresh(name, anyarray, name) IS
-    'Replaces the rows of the scratch table crm_kpi.staged_<table> (by TRUNCATE for 1,000 keys or more, else DELETE) by the fresh rows crm_kpi.<compute>(keys) of a KPI table for some keys (all when NULL); callers hold the refresh lock';
+    'Replaces the rows of the scratch table crm_kpi.staged_<table> (by TRUNCATE for a full batch of crm_kpi.refresh_batch_size keys, else DELETE) by the fresh rows crm_kpi.<compute>(keys) of a KPI table for some keys (all when NULL); callers hold the refresh lock';
 
 -- Empty the scratch tables at the end of a run (a full one truncates them: they held every row).
 CREATE FUNCTION crm_kpi.clear_staged(full_rebuild boolean) RETURNS void
