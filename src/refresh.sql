@@ -130,20 +130,21 @@ END $$;
 COMMENT ON FUNCTION crm_kpi.stage_fresh(name, anyarray, name) IS
     'Replaces the rows of the scratch table crm_kpi.staged_<table> (by TRUNCATE for a full batch of crm_kpi.refresh_batch_size keys, else DELETE) by the fresh rows crm_kpi.<compute>(keys) of a KPI table for some keys (all when NULL); callers hold the refresh lock';
 
--- Empty the scratch tables at the end of a run (a full one truncates them: they held every row).
-CREATE FUNCTION crm_kpi.clear_staged(full_rebuild boolean) RETURNS void
-    LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+-- Empty the scratch tables at the end of a run. (A rebuild writes the KPI tables without them: they hold at most
+-- the batches that followed it.)
+CREATE FUNCTION crm_kpi.clear_staged() RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t name;
 BEGIN
     FOR t IN SELECT k.table_name FROM crm_kpi.kpi_tables k ORDER BY k.position LOOP
-        EXECUTE format(CASE WHEN full_rebuild THEN 'TRUNCATE crm_kpi.%I' ELSE 'DELETE FROM crm_kpi.%I' END, 'staged_' || t);
+        EXECUTE format('DELETE FROM crm_kpi.%I', 'staged_' || t);
     END LOOP;
 END $$;
-COMMENT ON FUNCTION crm_kpi.clear_staged(boolean) IS
-    'Empties the scratch tables crm_kpi.staged_<table> at the end of a refresh (DELETE) or rebuild (TRUNCATE, which gives their space back); callers hold the refresh lock';
+COMMENT ON FUNCTION crm_kpi.clear_staged() IS
+    'Empties the scratch tables crm_kpi.staged_<table> at the end of a refresh or rebuild run; callers hold the refresh lock';
 
 -- Replace every row of a KPI table by its fresh rows (a rebuild); returns the rows written (deleted + inserted).
 CREATE FUNCTION crm_kpi.replace_all(table_name name, compute name, key_grain text) RETURNS bigint
@@ -419,7 +420,7 @@ BEGIN
             batches := batches + 1;
             keys := keys + b.keys;
         END LOOP;
-        PERFORM crm_kpi.clear_staged(full_rebuild);
+        PERFORM crm_kpi.clear_staged();
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, errstate = RETURNED_SQLSTATE;
         err := format('%s: %s', errstate, err);
