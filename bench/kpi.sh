@@ -5,7 +5,8 @@
 #      0.1 % of the orders changed (new orders, random updates, recent updates);
 #   2. the capture triggers' cost: bulk INSERT ... SELECT and COPY, and pgbench
 #      single-row inserts, with the triggers and without;
-#   3. crm_kpi.rebuild() against REFRESH MATERIALIZED VIEW of one view per KPI table;
+#   3. crm_kpi.rebuild(), concurrently (the default) and not, against REFRESH
+#      MATERIALIZED VIEW of one view per KPI table;
 # each timed operation in a backend of its own, whose memory is recorded.
 # shellcheck shell=bash
 
@@ -100,9 +101,11 @@ kpi_part_rebuild() {
 	SECONDS=0
 	for rep in $(seq 1 "$KPI_REPS"); do
 		printf '%s\n' "SELECT format('VACUUM %s, crm_kpi.%I', mv, table_name) FROM bench.kpi_mv" '\gexec' | psql_db >/dev/null
-		for c in $(kpi_order $((KPI_REPS - rep)) rebuild mv); do
+		for c in $(kpi_order $((KPI_REPS - rep)) rebuild exclusive mv); do
 			if [ "$c" = rebuild ]; then
 				kpi_timed 3 full 'crm_kpi.rebuild()' "$rep" 'SELECT bench.kpi_engine(true)'
+			elif [ "$c" = exclusive ]; then
+				kpi_timed 3 full 'crm_kpi.rebuild(concurrently => false)' "$rep" 'SELECT bench.kpi_engine(true, false)'
 			else
 				kpi_timed 3 full 'REFRESH MATERIALIZED VIEW' "$rep" 'SELECT bench.kpi_refresh_mvs(false)'
 			fi

@@ -68,12 +68,13 @@ BEGIN
 END $$;
 
 -- crm_kpi.refresh() or rebuild(), with what the run did (from its refresh_history row).
-CREATE FUNCTION bench.kpi_engine(p_rebuild boolean) RETURNS jsonb LANGUAGE plpgsql AS $$
+CREATE FUNCTION bench.kpi_engine(p_rebuild boolean, p_concurrently boolean DEFAULT true) RETURNS jsonb
+LANGUAGE plpgsql AS $$
 DECLARE
 	h crm_kpi.refresh_history;
 BEGIN
 	IF p_rebuild THEN
-		h := crm_kpi.rebuild();
+		h := crm_kpi.rebuild(concurrently => p_concurrently);
 	ELSE
 		h := crm_kpi.refresh();
 	END IF;

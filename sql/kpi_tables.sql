@@ -390,8 +390,8 @@ DECLARE
 BEGIN
     UPDATE crm_kpi.engine_state SET as_of = instant;
     PERFORM crm_kpi.engine_apply(crm_kpi.engine_settings());
-    FOR t IN SELECT k.table_name, k.key_grain FROM crm_kpi.kpi_tables k ORDER BY k.position LOOP
-        PERFORM crm_kpi.replace_all(t.table_name, 'fresh_' || t.table_name, t.key_grain);
+    FOR t IN SELECT k.table_name, k.key_grain, k.position FROM crm_kpi.kpi_tables k ORDER BY k.position LOOP
+        PERFORM crm_kpi.replace_all(t.table_name, 'fresh_' || t.table_name, t.key_grain, t.position % 2 = 0);
     END LOOP;
 END $$;
 SELECT pg_temp.rebuild_as_of('2024-03-15 00:00-04');

@@ -46,6 +46,8 @@ ROLLBACK;
 BEGIN ISOLATION LEVEL SERIALIZABLE;
 SELECT pg_temp.sqlstate_of('SELECT crm_kpi.rebuild()');
 ROLLBACK;
+-- A rebuild is concurrent or not: NULL is neither.
+SELECT pg_temp.sqlstate_of('SELECT crm_kpi.rebuild(NULL)');
 
 DISCARD TEMP;
 DROP SCHEMA crm CASCADE;

@@ -147,27 +147,56 @@ COMMENT ON FUNCTION crm_kpi.clear_staged() IS
     'Empties the scratch tables crm_kpi.staged_<table> at the end of a refresh or rebuild run; callers hold the refresh lock';
 
 -- Replace every row of a KPI table by its fresh rows (a rebuild); returns the rows written (deleted + inserted).
-CREATE FUNCTION crm_kpi.replace_all(table_name name, compute name, key_grain text) RETURNS bigint
+CREATE FUNCTION crm_kpi.replace_all(table_name name, compute name, key_grain text, concurrently boolean) RETURNS bigint
     LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    rel regclass := format('crm_kpi.%I', table_name)::regclass;
     deleted bigint;
     inserted bigint;
+    secondary jsonb := '[]';
+    i record;
 BEGIN
-    -- Not TRUNCATE: readers keep reading the old rows until the rebuild commits.
-    EXECUTE format('DELETE FROM crm_kpi.%I', table_name);
-    GET DIAGNOSTICS deleted = ROW_COUNT;
+    IF replace_all.concurrently THEN
+        -- Readers keep reading the old rows until the rebuild commits.
+        EXECUTE format('DELETE FROM %s', rel);
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+    ELSE
+        -- Readers wait (the caller holds the table in ACCESS EXCLUSIVE mode): an empty table, whose indexes other
+        -- than those of its constraints are built after the insert, by sorting, instead of growing a row at a time
+        -- at random pages. Those of the constraints stay: the rows come in the order of the table's key.
+        EXECUTE format('SELECT count(*) FROM %s', rel) INTO deleted;
+        EXECUTE format('TRUNCATE %s', rel);
+        SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY x.name), '[]') INTO secondary
+        FROM (SELECT c.relname AS name, pg_get_indexdef(c.oid) AS def, ts.spcname AS tablespace,
+                     obj_description(c.oid, 'pg_class') AS comment
+              FROM pg_index ix JOIN pg_class c ON c.oid = ix.indexrelid
+                   LEFT JOIN pg_tablespace ts ON ts.oid = c.reltablespace
+              WHERE ix.indrelid = rel AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = ix.indexrelid)) x;
+        FOR i IN SELECT * FROM jsonb_to_recordset(secondary) AS (name name, def text, tablespace name, comment text) LOOP
+            EXECUTE format('DROP INDEX crm_kpi.%I', i.name);
+        END LOOP;
+    END IF;
     -- In the order of the table's key: its unique index grows at its right edge instead of at random pages.
-    EXECUTE format('INSERT INTO crm_kpi.%I SELECT * FROM crm_kpi.%I(NULL::%s) ORDER BY %s', table_name, compute,
+    EXECUTE format('INSERT INTO %s SELECT * FROM crm_kpi.%I(NULL::%s) ORDER BY %s', rel, compute,
                    CASE key_grain WHEN 'customer' THEN 'bigint[]' ELSE 'date[]' END,
                    (SELECT string_agg(quote_ident(c), ', ') FROM crm_kpi.kpi_tables t, unnest(t.key_columns) c
                     WHERE t.table_name = replace_all.table_name));
     GET DIAGNOSTICS inserted = ROW_COUNT;
+    FOR i IN SELECT * FROM jsonb_to_recordset(secondary) AS (name name, def text, tablespace name, comment text) LOOP
+        EXECUTE i.def;
+        IF i.tablespace IS NOT NULL THEN
+            EXECUTE format('ALTER INDEX crm_kpi.%I SET TABLESPACE %I', i.name, i.tablespace);
+        END IF;
+        IF i.comment IS NOT NULL THEN
+            EXECUTE format('COMMENT ON INDEX crm_kpi.%I IS %L', i.name, i.comment);
+        END IF;
+    END LOOP;
     RETURN deleted + inserted;
 END $$;
-COMMENT ON FUNCTION crm_kpi.replace_all(name, name, text) IS
-    'Replaces every row of a KPI table by crm_kpi.<compute>(NULL) (its rows for all keys), inserted in key order; returns rows deleted + inserted';
+COMMENT ON FUNCTION crm_kpi.replace_all(name, name, text, boolean) IS
+    'Replaces every row of a KPI table by crm_kpi.<compute>(NULL) (its rows for all keys), inserted in key order: concurrently, by DELETE (readers see the old rows until commit), else by TRUNCATE with the indexes other than those of constraints built again after the insert (the caller holds the table in ACCESS EXCLUSIVE mode); returns rows deleted + inserted';
 
 -- Make a KPI table equal to its staged fresh rows for those keys; returns the rows written (deleted + inserted).
 CREATE FUNCTION crm_kpi.apply_fresh(table_name name, keys anyarray) RETURNS bigint
@@ -362,7 +391,8 @@ COMMENT ON FUNCTION crm_kpi.adopt_settings(crm_kpi.engine_state) IS
     'Copies the time zone, lifecycle and SLA settings of a rebuild (crm_kpi.wanted_settings) into engine_state; true when the time zone changed';
 
 -- The work of refresh() and rebuild(), under the tables' own settings; records the run.
-CREATE FUNCTION crm_kpi.run_engine(full_rebuild boolean, adopt crm_kpi.engine_state, max_batches integer)
+CREATE FUNCTION crm_kpi.run_engine(full_rebuild boolean, adopt crm_kpi.engine_state, max_batches integer,
+                                   concurrently boolean)
     RETURNS crm_kpi.refresh_history
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
@@ -391,6 +421,11 @@ BEGIN
             reattach := crm_kpi.adopt_settings(adopt);
         END IF;
         IF full_rebuild THEN
+            IF NOT run_engine.concurrently THEN
+                -- All at once, in one order: readers that wait for one table hold no other.
+                EXECUTE (SELECT 'LOCK TABLE ' || string_agg(format('crm_kpi.%I', k.table_name), ', ' ORDER BY k.position)
+                                || ' IN ACCESS EXCLUSIVE MODE' FROM crm_kpi.kpi_tables k);
+            END IF;
             checked := clock_timestamp();
             DELETE FROM crm_kpi.change_queue;
             UPDATE crm_kpi.engine_state SET as_of = now(), built_at = now();
@@ -402,7 +437,7 @@ BEGIN
             END LOOP;
             FOR t IN SELECT * FROM crm_kpi.kpi_tables ORDER BY position LOOP
                 failed_table := t.table_name;
-                rows := crm_kpi.replace_all(t.table_name, t.stage_function, t.key_grain);
+                rows := crm_kpi.replace_all(t.table_name, t.stage_function, t.key_grain, run_engine.concurrently);
                 tables := jsonb_set(tables, ARRAY[t.table_name::text], to_jsonb(rows));
             END LOOP;
             failed_table := NULL;
@@ -465,8 +500,8 @@ BEGIN
     END IF;
     RETURN run;
 END $$;
-COMMENT ON FUNCTION crm_kpi.run_engine(boolean, crm_kpi.engine_state, integer) IS
-    'The work of crm_kpi.refresh() and crm_kpi.rebuild() under the settings the tables are built with (a rebuild first adopts the settings adopt, unless NULL; a failed one keeps the old): batches until the queue is empty (or max_batches), all or nothing, recorded in kpi_table_state and (unless there was nothing to do; run_id is then NULL) in refresh_history';
+COMMENT ON FUNCTION crm_kpi.run_engine(boolean, crm_kpi.engine_state, integer, boolean) IS
+    'The work of crm_kpi.refresh() and crm_kpi.rebuild() under the settings the tables are built with (a rebuild first adopts the settings adopt, unless NULL; a failed one keeps the old; not concurrently, it holds every KPI table in ACCESS EXCLUSIVE mode): batches until the queue is empty (or max_batches), all or nothing, recorded in kpi_table_state and (unless there was nothing to do; run_id is then NULL) in refresh_history';
 
 CREATE FUNCTION crm_kpi.refresh(max_batches integer DEFAULT NULL) RETURNS crm_kpi.refresh_history
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -490,14 +525,14 @@ BEGIN
                     OR EXISTS (SELECT FROM crm_kpi.change_queue WHERE target = '*');
     IF full_rebuild THEN
         PERFORM crm_kpi.lifecycle_classify(now(), 0, 0, NULL, NULL);  -- raises if churn_after <= active_window
-        RETURN crm_kpi.run_engine(true, crm_kpi.wanted_settings(now()), max_batches);
+        RETURN crm_kpi.run_engine(true, crm_kpi.wanted_settings(now()), max_batches, true);
     END IF;
-    RETURN crm_kpi.run_engine(false, NULL, max_batches);
+    RETURN crm_kpi.run_engine(false, NULL, max_batches, true);
 END $$;
 COMMENT ON FUNCTION crm_kpi.refresh(integer) IS
     'Brings the KPI tables up to date: recomputes the stale days, months and customers in batches (all, or max_batches) and what time alone changed; rebuilds instead when never built or a source was truncated, bound, unbound or altered in what it reads. One refresh at a time; writers never wait for it';
 
-CREATE FUNCTION crm_kpi.rebuild() RETURNS crm_kpi.refresh_history
+CREATE FUNCTION crm_kpi.rebuild(concurrently boolean DEFAULT true) RETURNS crm_kpi.refresh_history
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -511,7 +546,10 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(7226110472398251520);
     PERFORM crm_kpi.lifecycle_classify(now(), 0, 0, NULL, NULL);  -- raises if churn_after <= active_window
-    RETURN crm_kpi.run_engine(true, crm_kpi.wanted_settings(now()), NULL);
+    IF rebuild.concurrently IS NULL THEN
+        RAISE EXCEPTION 'concurrently must be true or false, not NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN crm_kpi.run_engine(true, crm_kpi.wanted_settings(now()), NULL, rebuild.concurrently);
 END $$;
-COMMENT ON FUNCTION crm_kpi.rebuild() IS
-    'Recomputes every KPI table from scratch with the current settings (first fill, after a restore, after crm_kpi.timezone, churn_after or another setting they depend on changed)';
+COMMENT ON FUNCTION crm_kpi.rebuild(boolean) IS
+    'Recomputes every KPI table from scratch with the current settings (first fill, after a restore, after crm_kpi.timezone, churn_after or another setting they depend on changed). Concurrently (the default), readers keep the old rows until it commits; not concurrently, faster, and readers of the KPI tables wait for it, as for REFRESH MATERIALIZED VIEW';
