@@ -455,7 +455,9 @@ BEGIN
             batches := batches + 1;
             keys := keys + b.keys;
         END LOOP;
-        PERFORM crm_kpi.clear_staged();
+        IF keys > 0 THEN  -- only a batch that took keys stages rows (a worker finds none most of the time)
+            PERFORM crm_kpi.clear_staged();
+        END IF;
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, errstate = RETURNED_SQLSTATE;
         err := format('%s: %s', errstate, err);
