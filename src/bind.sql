@@ -376,7 +376,7 @@ DECLARE
     p record;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_event_trigger_ddl_commands() c JOIN pg_trigger x ON x.oid = c.objid
-                   WHERE c.classid = 'pg_trigger'::regclass AND x.tgfoid = 'crm_kpi.capture()'::regprocedure) THEN
+                   WHERE c.classid = 'pg_trigger'::regclass AND x.tgfoid = to_regprocedure('crm_kpi.capture()')) THEN
         RETURN;
     END IF;
     -- Serialized with crm_kpi.hold_restored_binding() (a parallel restore writes the bindings in another session).

@@ -60,23 +60,78 @@ JOIN crm_kpi.cohort_monthly z ON z.cohort_month = c.cohort_month AND z.month_off
 COMMENT ON VIEW crm_kpi.cohort_retention IS
     'Cohort retention: for each cohort and month offset k, the % of the cohort with a completed order in month k, and revenue in month k as % of month 0 (net revenue retention)';
 
--- RFM segments from the R and F scores (rows: recency score, columns: frequency score).
+-- RFM segments from the R and F scores (rows: recency score, columns: frequency score). Users may edit them; the
+-- cells 1-5 x 1-5 are covered exactly once (overlaps are excluded at once, gaps refused at commit), so that each
+-- buyer has exactly one segment. Dumped: a restore brings the edited segments back over the built-in ones.
 CREATE TABLE crm_kpi.rfm_segments (
-    segment text PRIMARY KEY,
-    recency_scores int4range NOT NULL,
-    frequency_scores int4range NOT NULL,
-    meaning text NOT NULL
+    segment text PRIMARY KEY CHECK (segment <> ''),
+    recency_scores int4range NOT NULL CHECK (NOT isempty(recency_scores) AND recency_scores <@ int4range(1, 5, '[]')),
+    frequency_scores int4range NOT NULL CHECK (NOT isempty(frequency_scores) AND frequency_scores <@ int4range(1, 5, '[]')),
+    meaning text NOT NULL,
+    builtin boolean NOT NULL DEFAULT false,
+    CONSTRAINT rfm_segments_one_per_cell EXCLUDE USING gist (recency_scores WITH &&, frequency_scores WITH &&)
 );
 COMMENT ON TABLE crm_kpi.rfm_segments IS
-    'The RFM segment of each (recency score, frequency score) cell; the ranges cover the 5 x 5 grid exactly once';
+    'The RFM segment of each (recency score, frequency score) cell; the ranges cover the 5 x 5 grid exactly once (checked at commit). builtin: a segment as the extension installed it, which a segment inserted over its cells or under its name replaces; editing it makes it the user''s';
 INSERT INTO crm_kpi.rfm_segments VALUES
-    ('champions', '[4,5]', '[4,5]', 'bought recently and often'),
-    ('loyal', '[3,3]', '[4,5]', 'buy often, a little less recently'),
-    ('potential', '[4,5]', '[1,3]', 'recent, not yet frequent'),
-    ('needs attention', '[3,3]', '[1,3]', 'middling recency and frequency'),
-    ('at risk', '[1,2]', '[3,5]', 'used to buy often, not for a long time'),
-    ('hibernating', '[2,2]', '[1,2]', 'few orders, long ago'),
-    ('lost', '[1,1]', '[1,2]', 'few orders, longest ago');
+    ('champions', '[4,5]', '[4,5]', 'bought recently and often', true),
+    ('loyal', '[3,3]', '[4,5]', 'buy often, a little less recently', true),
+    ('potential', '[4,5]', '[1,3]', 'recent, not yet frequent', true),
+    ('needs attention', '[3,3]', '[1,3]', 'middling recency and frequency', true),
+    ('at risk', '[1,2]', '[3,5]', 'used to buy often, not for a long time', true),
+    ('hibernating', '[2,2]', '[1,2]', 'few orders, long ago', true),
+    ('lost', '[1,1]', '[1,2]', 'few orders, longest ago', true);
+SELECT pg_catalog.pg_extension_config_dump('crm_kpi.rfm_segments', '');
+
+-- A segment written over the cells or under the name of built-in ones replaces them (so a restore, whose rows
+-- come after those CREATE EXTENSION inserted, brings back exactly the segments dumped); an edited one is the user's.
+CREATE FUNCTION crm_kpi.rfm_segments_replace() RETURNS trigger
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        NEW.builtin := false;
+    END IF;
+    DELETE FROM crm_kpi.rfm_segments g
+    WHERE g.builtin
+      AND (TG_OP = 'INSERT' OR g.segment <> OLD.segment)
+      AND (g.segment = NEW.segment
+           OR (g.recency_scores && NEW.recency_scores AND g.frequency_scores && NEW.frequency_scores));
+    RETURN NEW;
+END $$;
+COMMENT ON FUNCTION crm_kpi.rfm_segments_replace() IS
+    'Trigger of crm_kpi.rfm_segments: a segment inserted (or moved) over the cells or under the name of built-in segments replaces them; an updated segment is no longer built-in';
+CREATE TRIGGER rfm_segments_replace BEFORE INSERT OR UPDATE ON crm_kpi.rfm_segments
+    FOR EACH ROW EXECUTE FUNCTION crm_kpi.rfm_segments_replace();
+COMMENT ON TRIGGER rfm_segments_replace ON crm_kpi.rfm_segments IS
+    'Replaces the built-in segments that an inserted or moved segment covers or renames';
+
+-- At commit: every cell has a segment (overlaps cannot be written at all).
+CREATE FUNCTION crm_kpi.rfm_segments_check() RETURNS trigger
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    uncovered text := (SELECT string_agg(format('(%s, %s)', r, f), ', ' ORDER BY r, f)
+                       FROM generate_series(1, 5) r, generate_series(1, 5) f
+                       WHERE NOT EXISTS (SELECT FROM crm_kpi.rfm_segments g
+                                         WHERE g.recency_scores @> r AND g.frequency_scores @> f));
+BEGIN
+    IF uncovered IS NOT NULL THEN
+        RAISE EXCEPTION 'the RFM segments leave cells without a segment'
+            USING ERRCODE = 'check_violation',
+                  DETAIL = format('No segment of crm_kpi.rfm_segments covers the (recency score, frequency score) cells %s.', uncovered),
+                  HINT = 'Every cell of 1-5 x 1-5 needs exactly one segment: extend a segment, or add one, in the same transaction.';
+    END IF;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION crm_kpi.rfm_segments_check() IS
+    'Constraint trigger of crm_kpi.rfm_segments, at commit: raises check_violation when a cell of the 5 x 5 grid has no segment';
+CREATE CONSTRAINT TRIGGER rfm_segments_cover_grid AFTER INSERT OR UPDATE OR DELETE ON crm_kpi.rfm_segments
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION crm_kpi.rfm_segments_check();
+COMMENT ON TRIGGER rfm_segments_cover_grid ON crm_kpi.rfm_segments IS
+    'At commit, refuses RFM segments that leave a cell of the 5 x 5 grid without a segment';
 
 CREATE VIEW crm_kpi.customer_kpis AS
 WITH e AS (SELECT as_of, active_window FROM crm_kpi.engine_state),

@@ -2,7 +2,7 @@
 # (pg_restore of the custom format, serial and parallel, and psql of the plain
 # format) into a server whose refresh workers run: the bindings (of the
 # reference schema, of a custom table, of a partitioned table and of a view),
-# the lifecycle tracking and history come back; the extension's configuration
+# the lifecycle tracking and history and the edited RFM segments come back; the extension's configuration
 # tables are the only ones dumped; the capture triggers are back on the
 # restored tables, removable with the extension; the KPI tables, which are not
 # dumped, are rebuilt by the worker (flagged in crm_kpi.status while it is
@@ -48,6 +48,10 @@ my $LIFECYCLE = q{SELECT (SELECT string_agg(format('%s %s %s', source_table, key
                           FROM crm_kpi.lifecycle_tracking)
                  || E'\n' || (SELECT string_agg(format('%s %s %s %s %s %s', id, source, customer_key, from_stage, to_stage, changed_at),
                                                 E'\n' ORDER BY id) FROM crm_kpi.lifecycle_history)};
+# The RFM segments, and the buyers of each (customer_kpis reads them).
+my $RFM = q{SELECT string_agg(format('%s %s %s %s %s', segment, recency_scores, frequency_scores, meaning, builtin), E'\n' ORDER BY segment)
+                   || E'\n' || (SELECT string_agg(format('%s %s', segment, customers), E'\n' ORDER BY segment) FROM crm_kpi.rfm_report())
+            FROM crm_kpi.rfm_segments};
 my $STORE = q{SELECT md5(string_agg(s::text, E'\n' ORDER BY s.id)) FROM public.kpi_store s};
 my $STORE_BINARY = q{SELECT md5(string_agg(concat_ws(' ', s.id, crm_kpi.nps_summary_send(s.nps), crm_kpi.csat_summary_send(s.csat),
     crm_kpi.rate_summary_send(s.won), crm_kpi.purchase_summary_send(s.purchases), crm_kpi.sketch_send(s.amounts),
@@ -127,6 +131,11 @@ SELECT m.id,
        (enum_range(NULL::crm_kpi.lifecycle_stage))[1 + m.id % 7]
 FROM generate_series(1, 12) m (id);
 INSERT INTO public.kpi_store (id) VALUES (13);  -- NULLs too
+
+-- The RFM segments, edited: two built-in ones replaced by one over their cells, another one's meaning changed.
+INSERT INTO crm_kpi.rfm_segments (segment, recency_scores, frequency_scores, meaning)
+VALUES ('dormant', '[1,2]', '[1,2]', 'few orders, long ago');
+UPDATE crm_kpi.rfm_segments SET meaning = 'our best customers' WHERE segment = 'champions';
 COMMIT;
 });
 ok(poll_for($node, 'crm_orig', "SELECT crm_kpi.wait_for_refresh('60 s')", 't', 90), 'the worker fills the original KPI tables');
@@ -145,11 +154,16 @@ my %orig = (
 	kpi => $node->safe_psql('crm_orig', $KPI_FINGERPRINT),
 	bindings => $node->safe_psql('crm_orig', $BINDINGS),
 	lifecycle => $node->safe_psql('crm_orig', $LIFECYCLE),
+	rfm => $node->safe_psql('crm_orig', $RFM),
 	store => $node->safe_psql('crm_orig', $STORE),
 	store_binary => $node->safe_psql('crm_orig', $STORE_BINARY),
 	triggers => $node->safe_psql('crm_orig', $CAPTURE_TRIGGERS),
 	orders => $node->safe_psql('crm_orig', 'SELECT count(*) FROM crm.orders'));
 unlike($orig{kpi}, qr/ 0 d41d8cd98f00b204e9800998ecf8427e/, 'every original KPI table has rows') or diag($orig{kpi});
+ok($orig{rfm} =~ /^dormant \[1,3\) \[1,3\) few orders, long ago f$/m && $orig{rfm} =~ /^champions \[4,6\) \[4,6\) our best customers f$/m
+	  && $orig{rfm} =~ /^dormant [1-9]\d*$/m,
+	'the original has its edited RFM segments, with buyers in the new one') or diag($orig{rfm});
+unlike($orig{rfm}, qr/^(lost|hibernating) /m, 'and not the two built-in ones it replaced');
 is(scalar(() = $orig{triggers} =~ / a$/mg), 4 * (7 + 1 + 3), 'the original has 4 capture triggers per captured table, partitions included')
   or diag($orig{triggers});
 
@@ -158,8 +172,8 @@ is(scalar(() = $orig{triggers} =~ / a$/mg), 4 * (7 + 1 + 3), 'the original has 4
 is($node->safe_psql('crm_orig', q{
 SELECT string_agg(c::regclass::text, ',' ORDER BY c::regclass::text)
 FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'crm_kpi'}),
-	'crm_kpi.lifecycle_history,crm_kpi.lifecycle_history_id_seq,crm_kpi.lifecycle_tracking,crm_kpi.pending_bindings,crm_kpi.source_bindings',
-	'the configuration pg_dump keeps: bindings (held ones too), lifecycle tracking and history; not the KPI tables, '
+	'crm_kpi.lifecycle_history,crm_kpi.lifecycle_history_id_seq,crm_kpi.lifecycle_tracking,crm_kpi.pending_bindings,crm_kpi.rfm_segments,crm_kpi.source_bindings',
+	'the configuration pg_dump keeps: bindings (held ones too), lifecycle tracking and history, RFM segments; not the KPI tables, '
 	  . 'engine_state, the queue or the refresh history, which a rebuild remakes');
 
 my $dump = "$tmp/crm.dump";
@@ -167,7 +181,7 @@ my ($ok, $out, $err) = run_client('pg_dump', '-Fc', '-f', $dump, '-d', $node->co
 ok($ok, 'pg_dump -Fc succeeds') or diag($err);
 ($ok, $out, $err) = run_client('pg_restore', '-l', $dump);
 my @ext_data = sort map { /(?:TABLE DATA|SEQUENCE SET) crm_kpi (\S+)/ ? $1 : () } split /\n/, $out;
-is(join(',', @ext_data), 'lifecycle_history,lifecycle_history_id_seq,lifecycle_tracking,pending_bindings,source_bindings',
+is(join(',', @ext_data), 'lifecycle_history,lifecycle_history_id_seq,lifecycle_tracking,pending_bindings,rfm_segments,source_bindings',
 	'the dump holds data of those tables only, of all the extension\'s');
 is(scalar(grep { /TRIGGER public help_tickets_202[12] crm_kpi_tickets_/ } split /\n/, $out), 8,
 	"the dump holds the partitions' capture triggers");
@@ -191,6 +205,7 @@ sub check_restored
 	is($node->safe_psql($db, 'SELECT bool_and(crm_kpi.capture_ok(kind, source)) FROM crm_kpi.source_bindings'), 't',
 		"$how: every bound source is captured");
 	is($node->safe_psql($db, $LIFECYCLE), $orig{lifecycle}, "$how: lifecycle tracking and history are those of the original");
+	is($node->safe_psql($db, $RFM), $orig{rfm}, "$how: the edited RFM segments are those of the original, with the same buyers");
 	is($node->safe_psql($db, 'SELECT count(*) FROM crm_kpi.verify()'), '0', "$how: verify() finds no difference");
 	is($node->safe_psql($db, $KPI_FINGERPRINT), $orig{kpi}, "$how: every KPI table equals the original's");
 	is($node->safe_psql($db, $STORE), $orig{store}, "$how: stored summaries and sketches read back the same (text)");
