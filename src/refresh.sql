@@ -539,6 +539,9 @@ CREATE FUNCTION crm_kpi.rebuild(concurrently boolean DEFAULT true) RETURNS crm_k
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF rebuild.concurrently IS NULL THEN
+        RAISE EXCEPTION 'concurrently must be true or false, not NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     PERFORM crm_kpi.library_version();  -- loads the library, so that its settings are defined
     -- Each batch must see the keys committed before it (and the watermark assumes it).
     IF current_setting('transaction_isolation') <> 'read committed' THEN
@@ -548,9 +551,6 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(7226110472398251520);
     PERFORM crm_kpi.lifecycle_classify(now(), 0, 0, NULL, NULL);  -- raises if churn_after <= active_window
-    IF rebuild.concurrently IS NULL THEN
-        RAISE EXCEPTION 'concurrently must be true or false, not NULL' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
     RETURN crm_kpi.run_engine(true, crm_kpi.wanted_settings(now()), NULL, rebuild.concurrently);
 END $$;
 COMMENT ON FUNCTION crm_kpi.rebuild(boolean) IS
