@@ -168,6 +168,25 @@ FROM bench.mv_customer_stats s
 GROUP BY 1, 2, 3
 WITH NO DATA;
 
+CREATE MATERIALIZED VIEW bench.mv_customer_events_daily AS
+WITH ev AS (
+    SELECT s.acquisition_channel AS channel, x.at, x.kind
+    FROM bench.mv_customer_stats s
+    CROSS JOIN LATERAL (VALUES (s.created_at, 1), (s.first_order_at, 2),
+                               (CASE WHEN s.first_order_at >= s.created_at THEN s.first_order_at
+                                     WHEN s.first_order_at < s.created_at THEN s.created_at END, 3)) x (at, kind)
+    UNION ALL
+    SELECT s.acquisition_channel, x.at, x.kind
+    FROM bench.mv_customer_spells p JOIN bench.mv_customer_stats s ON s.customer_id = p.customer_id
+    CROSS JOIN LATERAL (VALUES (p.started_at, 4), (p.ended_at, 5)) x (at, kind))
+SELECT (ev.at AT TIME ZONE 'UTC')::date AS day, ev.channel,
+       count(*) FILTER (WHERE ev.kind = 1) AS created, count(*) FILTER (WHERE ev.kind = 2) AS first_bought,
+       count(*) FILTER (WHERE ev.kind = 3) AS leads_ended, count(*) FILTER (WHERE ev.kind = 4) AS spells_started,
+       count(*) FILTER (WHERE ev.kind = 5) AS spells_ended
+FROM ev WHERE ev.at IS NOT NULL
+GROUP BY 1, 2
+WITH NO DATA;
+
 -- The KPI tables the views stand for, in refresh order (the order of crm_kpi.kpi_tables). The engine's
 -- per-customer parts of sales_daily and cohort_monthly (customer_days, customer_months) are how it keeps
 -- those two, not KPIs: they have no view.

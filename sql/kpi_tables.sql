@@ -138,6 +138,21 @@ SELECT * FROM stats ORDER BY id;
 --   9: Apr 11 00:00 -> May 1 00:00 EDT
 SELECT * FROM spells ORDER BY customer_id, spell;
 
+-- customer_events_daily, by local day and the customer's channel: created (created_at), first completed order,
+-- lead ended (the later of the two), spells started and ended (from the spells above). Customers:
+--   1 ads: created Dec 1, first order Jan 10;  2 seo: Mar 25, Apr 2;  3 ads: Dec 15, Jan 15;  4 seo: Jan 2, Jan 22;
+--   5 no channel: Mar 1, Mar 20;  6 ads: Feb 1, Feb 20;  7 seo: Feb 15, none;  8 ads: Feb 20, none (cancelled);
+--   9 ads: Apr 1, Apr 11
+--   Dec 1 ads, Dec 15 ads, Jan 2 seo, Feb 1 ads, Feb 15 seo, Mar 1 none, Mar 25 seo, Apr 1 ads: 1 created each
+--   Jan 10 ads (1), Jan 15 ads (3), Jan 22 seo (4), Mar 20 none (5), Apr 2 seo (2), Apr 11 ads (9):
+--     first order, lead ended and spell started, 1 each
+--   Feb 20 ads: 8 created; 6's first order, lead ended, spell started -> 1 1 1 1 0
+--   Feb 17 ads: 3's first spell ends and its second starts -> 0 0 0 1 1
+--   Apr 20 seo: 4's second spell starts
+--   spells ending: Feb 11 seo (4), Mar 8 ads (3), Mar 20 ads (1, 22:30 EDT), Apr 9 none (5), Apr 16 ads (6),
+--     Apr 22 seo (2), May 1 ads (9), May 10 seo (4)
+SELECT * FROM crm_kpi.customer_events_daily ORDER BY day, channel;
+
 -- cohort_monthly and cohort_retention, cohorts by the local month of the first order:
 --   January (1, 3, 4): month 0: all 3, 150 + 100 + 200 = 450; month 1 (February, order 14
 --     of Feb 29 local included): 1 and 3, 70 + 70 = 140 -> 2/3 = 66.67 %, 140/450 = 31.11 %;

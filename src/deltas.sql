@@ -170,6 +170,59 @@ END $$;
 COMMENT ON FUNCTION crm_kpi.add_customer_counts_delta(bigint[]) IS
     'Adds to crm_kpi.customer_counts the staged fresh customer_stats of some customers minus their stored ones, deleting the rows left with no customers; returns the rows written';
 
+-- customer_events_daily: the events of the customers and of their spells, by day and channel. A row left with
+-- nothing to count is deleted.
+CREATE FUNCTION crm_kpi.add_customer_events_delta(ids bigint[]) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+    written bigint;
+    emptied tid[];
+BEGIN
+    WITH ev AS (
+        SELECT -1 AS sign, c.acquisition_channel AS channel, x.at, x.kind
+        FROM crm_kpi.customer_stats c CROSS JOIN LATERAL crm_kpi.customer_events(c.created_at, c.first_order_at) x
+        WHERE c.customer_id = ANY(ids)
+        UNION ALL
+        SELECT 1, f.acquisition_channel, x.at, x.kind
+        FROM crm_kpi.staged_customer_stats f CROSS JOIN LATERAL crm_kpi.customer_events(f.created_at, f.first_order_at) x
+        UNION ALL
+        SELECT -1, c.acquisition_channel, x.at, x.kind
+        FROM crm_kpi.customer_spells p JOIN crm_kpi.customer_stats c ON c.customer_id = p.customer_id
+        CROSS JOIN LATERAL crm_kpi.spell_events(p.started_at, p.ended_at) x
+        WHERE p.customer_id = ANY(ids)
+        UNION ALL
+        SELECT 1, f.acquisition_channel, x.at, x.kind
+        FROM crm_kpi.staged_customer_spells p JOIN crm_kpi.staged_customer_stats f ON f.customer_id = p.customer_id
+        CROSS JOIN LATERAL crm_kpi.spell_events(p.started_at, p.ended_at) x),
+    d AS (
+        SELECT (ev.at AT TIME ZONE st.timezone)::date AS day, ev.channel,
+               coalesce(sum(ev.sign) FILTER (WHERE ev.kind = 1), 0)::bigint AS created,
+               coalesce(sum(ev.sign) FILTER (WHERE ev.kind = 2), 0)::bigint AS first_bought,
+               coalesce(sum(ev.sign) FILTER (WHERE ev.kind = 3), 0)::bigint AS leads_ended,
+               coalesce(sum(ev.sign) FILTER (WHERE ev.kind = 4), 0)::bigint AS spells_started,
+               coalesce(sum(ev.sign) FILTER (WHERE ev.kind = 5), 0)::bigint AS spells_ended
+        FROM ev WHERE ev.at IS NOT NULL
+        GROUP BY 1, 2),
+    up AS (
+        INSERT INTO crm_kpi.customer_events_daily AS s
+        SELECT * FROM d
+        WHERE d.created <> 0 OR d.first_bought <> 0 OR d.leads_ended <> 0 OR d.spells_started <> 0 OR d.spells_ended <> 0
+        ON CONFLICT (day, channel) DO UPDATE SET
+            created = s.created + excluded.created, first_bought = s.first_bought + excluded.first_bought,
+            leads_ended = s.leads_ended + excluded.leads_ended, spells_started = s.spells_started + excluded.spells_started,
+            spells_ended = s.spells_ended + excluded.spells_ended
+        RETURNING s.ctid, s.created, s.first_bought, s.leads_ended, s.spells_started, s.spells_ended)
+    SELECT count(*), array_agg(up.ctid) FILTER (WHERE up.created = 0 AND up.first_bought = 0 AND up.leads_ended = 0
+                                                  AND up.spells_started = 0 AND up.spells_ended = 0)
+      INTO written, emptied FROM up;
+    RETURN written + crm_kpi.delete_emptied('customer_events_daily', emptied);
+END $$;
+COMMENT ON FUNCTION crm_kpi.add_customer_events_delta(bigint[]) IS
+    'Adds to crm_kpi.customer_events_daily the events of the staged fresh customer_stats and customer_spells of some customers minus those of their stored ones, deleting the rows left with nothing to count; returns the rows written';
+
 -- The spells of some customers that the staged fresh ones remove (sign -1) or add (sign 1).
 CREATE FUNCTION crm_kpi.changed_spells(ids bigint[])
     RETURNS TABLE (sign integer, customer_id bigint, spell integer, started_at timestamptz, ended_at timestamptz)

@@ -365,6 +365,75 @@ END $$;
 COMMENT ON FUNCTION crm_kpi.fresh_customer_spells(bigint[]) IS
     'crm_kpi.customer_spells computed from the sources as of engine_state.as_of, for the given customers (all when NULL)';
 
+-- The events customer_events_daily counts: of a customer, kind 1 created, 2 first completed order, 3 lead ended (the
+-- later of the two, when both are known); of a spell, kind 4 started, 5 ended. Inlined into the queries counting them.
+CREATE FUNCTION crm_kpi.customer_events(created_at timestamptz, first_order_at timestamptz)
+    RETURNS TABLE (at timestamptz, kind integer)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+BEGIN ATOMIC
+    SELECT x.at, x.kind
+    FROM (VALUES (created_at, 1), (first_order_at, 2),
+                 (CASE WHEN first_order_at >= created_at THEN first_order_at
+                       WHEN first_order_at < created_at THEN created_at END, 3)) x (at, kind);
+END;
+COMMENT ON FUNCTION crm_kpi.customer_events(timestamptz, timestamptz) IS
+    'A customer''s events in crm_kpi.customer_events_daily: (created_at, 1), (first_order_at, 2) and the later of the two, (lead ended, 3); at is NULL when unknown';
+CREATE FUNCTION crm_kpi.spell_events(started_at timestamptz, ended_at timestamptz)
+    RETURNS TABLE (at timestamptz, kind integer)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+BEGIN ATOMIC
+    SELECT x.at, x.kind FROM (VALUES (started_at, 4), (ended_at, 5)) x (at, kind);
+END;
+COMMENT ON FUNCTION crm_kpi.spell_events(timestamptz, timestamptz) IS
+    'A spell''s events in crm_kpi.customer_events_daily: (started_at, 4), (ended_at, 5)';
+
+-- customer_events_daily: each customer's events (created, first order, lead ended, spells started and ended) counted
+-- per day and channel, from the sources (fresh_) or from the stored customer_stats and customer_spells (rollup_).
+CREATE FUNCTION crm_kpi.count_customer_events(from_sources boolean) RETURNS SETOF crm_kpi.customer_events_daily
+    LANGUAGE sql STABLE STRICT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    WITH st AS NOT MATERIALIZED (  -- (only the branch chosen runs)
+        SELECT * FROM crm_kpi.fresh_customer_stats(NULL::bigint[]) WHERE from_sources
+        UNION ALL SELECT * FROM crm_kpi.customer_stats WHERE NOT from_sources),
+    sp AS (
+        SELECT * FROM crm_kpi.fresh_customer_spells(NULL::bigint[]) WHERE from_sources
+        UNION ALL SELECT * FROM crm_kpi.customer_spells WHERE NOT from_sources),
+    ev AS (
+        SELECT s.acquisition_channel AS channel, x.at, x.kind
+        FROM st s CROSS JOIN LATERAL crm_kpi.customer_events(s.created_at, s.first_order_at) x
+        UNION ALL
+        SELECT s.acquisition_channel, x.at, x.kind
+        FROM sp p JOIN st s ON s.customer_id = p.customer_id
+        CROSS JOIN LATERAL crm_kpi.spell_events(p.started_at, p.ended_at) x)
+    SELECT (ev.at AT TIME ZONE e.timezone)::date, ev.channel,
+           count(*) FILTER (WHERE ev.kind = 1), count(*) FILTER (WHERE ev.kind = 2), count(*) FILTER (WHERE ev.kind = 3),
+           count(*) FILTER (WHERE ev.kind = 4), count(*) FILTER (WHERE ev.kind = 5)
+    FROM ev CROSS JOIN crm_kpi.engine_state e
+    WHERE ev.at IS NOT NULL
+    GROUP BY 1, 2;
+END;
+COMMENT ON FUNCTION crm_kpi.count_customer_events(boolean) IS
+    'The rows of crm_kpi.customer_events_daily, counted from the customers and spells computed from the sources (from_sources) or from those stored in crm_kpi.customer_stats and customer_spells';
+
+CREATE FUNCTION crm_kpi.fresh_customer_events_daily(keys date[] DEFAULT NULL) RETURNS SETOF crm_kpi.customer_events_daily
+    LANGUAGE sql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM crm_kpi.count_customer_events(true);
+END;
+COMMENT ON FUNCTION crm_kpi.fresh_customer_events_daily(date[]) IS
+    'crm_kpi.customer_events_daily computed from the sources as of engine_state.as_of (keys is ignored: all rows)';
+
+CREATE FUNCTION crm_kpi.rollup_customer_events_daily(keys date[] DEFAULT NULL) RETURNS SETOF crm_kpi.customer_events_daily
+    LANGUAGE sql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM crm_kpi.count_customer_events(false);
+END;
+COMMENT ON FUNCTION crm_kpi.rollup_customer_events_daily(date[]) IS
+    'crm_kpi.customer_events_daily counted from the stored crm_kpi.customer_stats and customer_spells (keys is ignored: all rows)';
+
 CREATE FUNCTION crm_kpi.fresh_customer_months(ids bigint[] DEFAULT NULL) RETURNS SETOF crm_kpi.customer_months
     LANGUAGE plpgsql STABLE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp

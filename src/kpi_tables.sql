@@ -148,6 +148,19 @@ CREATE TABLE crm_kpi.customer_counts (
 COMMENT ON TABLE crm_kpi.customer_counts IS
     'crm_kpi.customer_stats counted per acquisition channel, lifecycle stage (now, as of engine_state.as_of) and lead month (the month of created_at, in the tables'' time zone): customers, buyers (a completed order or more), repeat buyers (two or more) and the buyers'' revenue';
 
+CREATE TABLE crm_kpi.customer_events_daily (
+    day date NOT NULL,
+    channel text,
+    created bigint NOT NULL,
+    first_bought bigint NOT NULL,
+    leads_ended bigint NOT NULL,
+    spells_started bigint NOT NULL,
+    spells_ended bigint NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (day, channel)
+);
+COMMENT ON TABLE crm_kpi.customer_events_daily IS
+    'Customers'' events per day (in the tables'' time zone) and acquisition channel, from customer_stats and customer_spells as of engine_state.as_of: created (created_at), first completed order, leads ended (the later of the two, when both are known), active spells started and ended (their churn instant, in the future while they go on). Summed up to a day: customers created, buyers, leads, and active customers at its start';
+
 -- Per-customer contributions: what each customer adds to sales_daily and cohort_monthly. A recomputed customer
 -- changes those tables by the difference of its contributions, never by rescanning days or months.
 CREATE TABLE crm_kpi.customer_days (

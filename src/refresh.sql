@@ -27,7 +27,8 @@ INSERT INTO crm_kpi.kpi_tables VALUES
     ('cohort_monthly', 11, '{month,cohort_month}', 'month', 'cohort', '{cohort,customer,orders,customers}', 'rollup_cohort_monthly', 'add_cohort_delta'),
     ('marketing_monthly', 12, '{month,channel}', 'month', 'marketing', '{marketing,marketing_spend,customer,orders,customers}', 'fresh_marketing_monthly', 'add_marketing_delta'),
     ('churn_monthly', 13, '{month}', 'month', 'churn', '{churn,customer,orders,customers}', 'fresh_churn_monthly', 'add_churn_delta'),
-    ('customer_counts', 14, '{channel,stage,lead_month}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_customer_counts', 'add_customer_counts_delta');
+    ('customer_counts', 14, '{channel,stage,lead_month}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_customer_counts', 'add_customer_counts_delta'),
+    ('customer_events_daily', 15, '{day,channel}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_customer_events_daily', 'add_customer_events_delta');
 
 CREATE TABLE crm_kpi.kpi_table_state (
     table_name name PRIMARY KEY REFERENCES crm_kpi.kpi_tables,

@@ -4,7 +4,7 @@
 -- spend and no new customer, orders without a customer, a customer bound after its orders, the first month moved.
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(27);
+SELECT plan(28);
 SET client_min_messages = warning;
 
 CREATE TABLE cu (id bigint, created timestamptz, ch text);
@@ -94,5 +94,21 @@ SELECT results_eq(
              count(*) FILTER (WHERE EXISTS (SELECT FROM od WHERE od.cust = c.id AND od.st = 'completed' AND od.at <= e.as_of))
       FROM cu c CROSS JOIN crm_kpi.engine_state e GROUP BY 1, 2 ORDER BY 1, 2$$,
     'customer_counts: customers and buyers per channel and lead month, as the source tables count them');
+
+-- customer_events_daily per day (in the tables' zone) and channel: customers created, first completed orders (up to
+-- as_of) and leads ended (the later of the two), counted here straight from the source tables.
+SELECT results_eq(
+    $$SELECT day, channel, created, first_bought, leads_ended FROM crm_kpi.customer_events_daily
+      WHERE created <> 0 OR first_bought <> 0 OR leads_ended <> 0 ORDER BY 1, 2$$,
+    $$WITH f AS (SELECT c.ch, c.created,
+                        (SELECT min(od.at) FROM od WHERE od.cust = c.id AND od.st = 'completed' AND od.at <= e.as_of) AS first
+                 FROM cu c CROSS JOIN crm_kpi.engine_state e),
+      ev AS (SELECT f.ch, f.created AS at, 1 AS kind FROM f
+             UNION ALL SELECT f.ch, f.first, 2 FROM f
+             UNION ALL SELECT f.ch, greatest(f.created, f.first), 3 FROM f WHERE f.created IS NOT NULL AND f.first IS NOT NULL)
+      SELECT (ev.at AT TIME ZONE e.timezone)::date, ev.ch, count(*) FILTER (WHERE ev.kind = 1),
+             count(*) FILTER (WHERE ev.kind = 2), count(*) FILTER (WHERE ev.kind = 3)
+      FROM ev CROSS JOIN crm_kpi.engine_state e WHERE ev.at IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2$$,
+    'customer_events_daily: customers created, first orders and leads ended per day and channel, as the source tables count them');
 SELECT * FROM finish();
 ROLLBACK;

@@ -508,10 +508,15 @@ for my $db (@dashboards)
 		  or diag($err || join(', ', @outside));
 		next unless $q->[0] =~ /^panel/;
 		my ($plan2, $err2) = $reader->{run}->("SET enable_seqscan = off;\nEXPLAIN (FORMAT JSON)\n$sql\n;\nRESET enable_seqscan;");
+		# customer_events_daily is summed from its first day (a panel of totals at the start of each period), up
+		# to the end of the range: its scan needs an upper bound only (a row per day and channel).
 		my @unbounded = map { "$_->{'Node Type'} on $_->{'Relation Name'}" }
 		  grep {
+			my $cond = $_->{'Index Cond'} // $_->{'Recheck Cond'} // '';
 			($_->{'Relation Name'} // '') =~ /_daily$/
-			  && (($_->{'Index Cond'} // $_->{'Recheck Cond'} // '') !~ /\bday >= .* AND .*\bday <=/)
+			  && ($_->{'Relation Name'} eq 'customer_events_daily'
+				? $cond !~ /\bday < /
+				: $cond !~ /\bday >= .* AND .*\bday <=/)
 		  } $err2 ? () : plan_nodes($json->decode(parse_csv($plan2)->[1][0])->[0]{Plan});
 		ok(!$err2 && !@unbounded, "$db->{file} $q->[0]: scans of the daily tables are bounded by their day index")
 		  or diag($err2 || join(', ', @unbounded));
