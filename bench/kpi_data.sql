@@ -25,7 +25,7 @@ INSERT INTO bench.meta VALUES
 SELECT bench.kpi_time(0, 'first build', 'crm_kpi.rebuild()', 1, 'SELECT bench.kpi_engine(true)');
 -- (the queue too: the rebuild emptied it, and autovacuum, off here, would have cleaned it since)
 VACUUM (ANALYZE) crm_kpi.change_queue, crm_kpi.customer_stats, crm_kpi.customer_spells, crm_kpi.customer_days,
-	crm_kpi.customer_months, crm_kpi.sales_daily, crm_kpi.sales_channel_daily, crm_kpi.pipeline_total_daily, crm_kpi.pipeline_daily,
+	crm_kpi.sales_daily, crm_kpi.sales_channel_daily, crm_kpi.pipeline_total_daily, crm_kpi.pipeline_daily,
 	crm_kpi.service_daily, crm_kpi.satisfaction_daily, crm_kpi.cohort_monthly, crm_kpi.marketing_monthly,
 	crm_kpi.churn_monthly;
 

@@ -68,7 +68,7 @@ CREATE FUNCTION crm_kpi.add_sales_channel_delta(ids bigint[]) RETURNS bigint
 COMMENT ON FUNCTION crm_kpi.add_sales_channel_delta(bigint[]) IS
     'Adds to crm_kpi.sales_channel_daily what the staged fresh customer_days of some customers change in it; returns the rows written';
 
--- cohort_monthly: the customers' parts (customer_months). A cell left with no customers is deleted.
+-- cohort_monthly: the customers' parts (crm_kpi.customer_month_parts). A cell left with no customers is deleted.
 CREATE FUNCTION crm_kpi.add_cohort_delta(ids bigint[]) RETURNS bigint
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
@@ -80,9 +80,9 @@ BEGIN
     WITH d AS (
         SELECT x.month, x.cohort_month, sum(x.customers)::bigint AS customers, sum(x.revenue) AS revenue
         FROM (SELECT c.month, c.cohort_month, -1 AS customers, -c.revenue AS revenue
-              FROM crm_kpi.customer_months c WHERE c.customer_id = ANY(ids)
+              FROM crm_kpi.customer_month_parts(false, ids, NULL) c
               UNION ALL
-              SELECT f.month, f.cohort_month, 1, f.revenue FROM crm_kpi.staged_customer_months f) x
+              SELECT f.month, f.cohort_month, 1, f.revenue FROM crm_kpi.customer_month_parts(true, NULL, NULL) f) x
         GROUP BY 1, 2
         HAVING sum(x.customers) <> 0 OR sum(x.revenue) <> 0),
     up AS (
@@ -96,7 +96,7 @@ BEGIN
     RETURN written + crm_kpi.delete_emptied('cohort_monthly', emptied);
 END $$;
 COMMENT ON FUNCTION crm_kpi.add_cohort_delta(bigint[]) IS
-    'Adds to crm_kpi.cohort_monthly the staged fresh customer_months of some customers minus their stored ones, deleting the cells left with no customers; returns the rows written';
+    'Adds to crm_kpi.cohort_monthly the parts of some customers derived from their staged fresh customer_days and customer_stats minus those derived from their stored ones (crm_kpi.customer_month_parts), deleting the cells left with no customers; returns the rows written';
 
 -- marketing_monthly: new customers per month of first order and channel, from customer_stats. A row whose new
 -- customers fall to 0 may still stand for spend, or not: its month is queued, to be recomputed from the sources.

@@ -168,25 +168,17 @@ CREATE TABLE crm_kpi.customer_days (
     day date NOT NULL,
     rep_id bigint,
     channel text,
-    orders bigint NOT NULL,
+    -- (integer: counts of one customer's day, summed into the bigint columns of sales_daily, which sum(integer) does
+    -- without the allocation per group that sum(bigint) needs)
+    orders integer NOT NULL,
     revenue numeric NOT NULL,
-    new_customers bigint NOT NULL,
-    reactivated_customers bigint NOT NULL,
+    new_customers integer NOT NULL,
+    reactivated_customers integer NOT NULL,
     UNIQUE NULLS NOT DISTINCT (customer_id, day, rep_id)
 );
 COMMENT ON TABLE crm_kpi.customer_days IS
     'Each customer''s part of sales_daily (every customer id that has completed orders, bound as a customer or not): per day and rep of the orders, with the customer''s acquisition channel; sales_daily is their sum plus the orders without a customer';
 CREATE INDEX customer_days_day ON crm_kpi.customer_days (day);
-
-CREATE TABLE crm_kpi.customer_months (
-    customer_id bigint NOT NULL,
-    month date NOT NULL,
-    cohort_month date NOT NULL,
-    revenue numeric NOT NULL,
-    PRIMARY KEY (customer_id, month)
-);
-COMMENT ON TABLE crm_kpi.customer_months IS
-    'Each customer''s part of cohort_monthly: the months with a completed order of every bound customer with a first order (as of engine_state.as_of), their revenue and the customer''s cohort month; cohort_monthly is their count and sum';
 
 CREATE TABLE crm_kpi.cohort_monthly (
     month date NOT NULL,

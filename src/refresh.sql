@@ -17,18 +17,17 @@ INSERT INTO crm_kpi.kpi_tables VALUES
     ('customer_stats', 1, '{customer_id}', 'customer', 'customer', '{customer,orders,customers,interactions}', 'fresh_customer_stats', NULL),
     ('customer_spells', 2, '{customer_id,spell}', 'customer', 'customer', '{customer,orders,customers,interactions}', 'fresh_customer_spells', NULL),
     ('customer_days', 3, '{customer_id,day,rep_id}', 'customer', 'customer', '{customer,orders,customers}', 'fresh_customer_days', NULL),
-    ('customer_months', 4, '{customer_id,month}', 'customer', 'customer', '{customer,orders,customers}', 'derive_customer_months', NULL),
-    ('sales_daily', 5, '{day,rep_id,channel}', 'day', 'sales', '{sales,customer,orders,customers}', 'rollup_sales_daily', 'add_sales_delta'),
-    ('sales_channel_daily', 6, '{day,channel}', 'day', 'sales', '{sales,customer,orders,customers}', 'rollup_sales_channel_daily', 'add_sales_channel_delta'),
-    ('pipeline_daily', 7, '{day,rep_id}', 'day', 'pipeline', '{pipeline,opportunities}', 'fresh_pipeline_daily', NULL),
-    ('pipeline_total_daily', 8, '{day}', 'day', 'pipeline', '{pipeline,opportunities}', 'rollup_pipeline_total_daily', NULL),
-    ('service_daily', 9, '{day}', 'day', 'service', '{service,tickets}', 'fresh_service_daily', NULL),
-    ('satisfaction_daily', 10, '{day}', 'day', 'satisfaction', '{satisfaction,survey_responses}', 'fresh_satisfaction_daily', NULL),
-    ('cohort_monthly', 11, '{month,cohort_month}', 'month', 'cohort', '{cohort,customer,orders,customers}', 'rollup_cohort_monthly', 'add_cohort_delta'),
-    ('marketing_monthly', 12, '{month,channel}', 'month', 'marketing', '{marketing,marketing_spend,customer,orders,customers}', 'fresh_marketing_monthly', 'add_marketing_delta'),
-    ('churn_monthly', 13, '{month}', 'month', 'churn', '{churn,customer,orders,customers}', 'fresh_churn_monthly', 'add_churn_delta'),
-    ('customer_counts', 14, '{channel,stage,lead_month}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_customer_counts', 'add_customer_counts_delta'),
-    ('customer_events_daily', 15, '{day,channel}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_customer_events_daily', 'add_customer_events_delta');
+    ('sales_daily', 4, '{day,rep_id,channel}', 'day', 'sales', '{sales,customer,orders,customers}', 'rollup_sales_daily', 'add_sales_delta'),
+    ('sales_channel_daily', 5, '{day,channel}', 'day', 'sales', '{sales,customer,orders,customers}', 'rollup_sales_channel_daily', 'add_sales_channel_delta'),
+    ('pipeline_daily', 6, '{day,rep_id}', 'day', 'pipeline', '{pipeline,opportunities}', 'fresh_pipeline_daily', NULL),
+    ('pipeline_total_daily', 7, '{day}', 'day', 'pipeline', '{pipeline,opportunities}', 'rollup_pipeline_total_daily', NULL),
+    ('service_daily', 8, '{day}', 'day', 'service', '{service,tickets}', 'fresh_service_daily', NULL),
+    ('satisfaction_daily', 9, '{day}', 'day', 'satisfaction', '{satisfaction,survey_responses}', 'fresh_satisfaction_daily', NULL),
+    ('cohort_monthly', 10, '{month,cohort_month}', 'month', 'cohort', '{cohort,customer,orders,customers}', 'rollup_cohort_monthly', 'add_cohort_delta'),
+    ('marketing_monthly', 11, '{month,channel}', 'month', 'marketing', '{marketing,marketing_spend,customer,orders,customers}', 'fresh_marketing_monthly', 'add_marketing_delta'),
+    ('churn_monthly', 12, '{month}', 'month', 'churn', '{churn,customer,orders,customers}', 'fresh_churn_monthly', 'add_churn_delta'),
+    ('customer_counts', 13, '{channel,stage,lead_month}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_customer_counts', 'add_customer_counts_delta'),
+    ('customer_events_daily', 14, '{day,channel}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_customer_events_daily', 'add_customer_events_delta');
 
 CREATE TABLE crm_kpi.kpi_table_state (
     table_name name PRIMARY KEY REFERENCES crm_kpi.kpi_tables,
@@ -147,16 +146,17 @@ END $$;
 COMMENT ON FUNCTION crm_kpi.clear_staged() IS
     'Empties the scratch tables crm_kpi.staged_<table> at the end of a refresh or rebuild run; callers hold the refresh lock';
 
--- Replace every row of a KPI table by its fresh rows (a rebuild); returns the rows written (deleted + inserted).
+-- Replace every row of a KPI table by its fresh rows (a rebuild); returns the rows written (deleted, inserted).
 CREATE FUNCTION crm_kpi.replace_all(table_name name, compute name, key_grain text, concurrently boolean) RETURNS bigint
     LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
+    SET default_tablespace = ''
 AS $$
 DECLARE
     rel regclass := format('crm_kpi.%I', table_name)::regclass;
     deleted bigint;
     inserted bigint;
-    secondary jsonb := '[]';
+    indexes jsonb := '[]';
     i record;
 BEGIN
     IF replace_all.concurrently THEN
@@ -164,40 +164,68 @@ BEGIN
         EXECUTE format('DELETE FROM %s', rel);
         GET DIAGNOSTICS deleted = ROW_COUNT;
     ELSE
-        -- Readers wait (the caller holds the table in ACCESS EXCLUSIVE mode): an empty table, whose indexes other
-        -- than those of its constraints are built after the insert, by sorting, instead of growing a row at a time
-        -- at random pages. Those of the constraints stay: the rows come in the order of the table's key.
-        EXECUTE format('SELECT count(*) FROM %s', rel) INTO deleted;
+        -- Readers wait (the caller holds the table in ACCESS EXCLUSIVE mode): an empty table without indexes, which
+        -- are built again after the insert, each by one sort, the way REFRESH MATERIALIZED VIEW builds them, instead
+        -- of growing a row at a time. The unique and primary key constraints are dropped and added again with their
+        -- index. Each comes back as it was: name, definition, tablespace, comments, CLUSTER and REPLICA IDENTITY marks.
+        -- (An index or constraint that another object depends on stays, and is kept up to date by the insert.)
+        deleted := 0;  -- TRUNCATE writes no row
         EXECUTE format('TRUNCATE %s', rel);
-        SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY x.name), '[]') INTO secondary
-        FROM (SELECT c.relname AS name, pg_get_indexdef(c.oid) AS def, ts.spcname AS tablespace,
-                     obj_description(c.oid, 'pg_class') AS comment
+        SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY x.conname NULLS LAST, x.name), '[]') INTO indexes
+        FROM (SELECT c.relname AS name, k.conname,
+                     CASE WHEN k.oid IS NULL THEN pg_get_indexdef(c.oid) ELSE pg_get_constraintdef(k.oid) END AS def,
+                     ts.spcname AS tablespace, obj_description(c.oid, 'pg_class') AS comment,
+                     obj_description(k.oid, 'pg_constraint') AS constraint_comment,
+                     ix.indisclustered AS clustered, ix.indisreplident AS replident
               FROM pg_index ix JOIN pg_class c ON c.oid = ix.indexrelid
                    LEFT JOIN pg_tablespace ts ON ts.oid = c.reltablespace
-              WHERE ix.indrelid = rel AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = ix.indexrelid)) x;
-        FOR i IN SELECT * FROM jsonb_to_recordset(secondary) AS (name name, def text, tablespace name, comment text) LOOP
-            EXECUTE format('DROP INDEX crm_kpi.%I', i.name);
+                   LEFT JOIN pg_constraint k ON k.conindid = ix.indexrelid AND k.conrelid = rel
+              WHERE ix.indrelid = rel AND (k.oid IS NULL OR k.contype IN ('p', 'u'))
+                -- not one that something else needs (a foreign key, a view grouping by the primary key): it stays
+                AND NOT EXISTS (SELECT FROM pg_depend d
+                                WHERE d.deptype = 'n' AND ((d.refclassid = 'pg_class'::regclass AND d.refobjid = ix.indexrelid)
+                                                           OR (d.refclassid = 'pg_constraint'::regclass AND d.refobjid = k.oid)))) x;
+        FOR i IN SELECT * FROM jsonb_to_recordset(indexes) AS (name name, conname name) LOOP
+            IF i.conname IS NULL THEN
+                EXECUTE format('DROP INDEX crm_kpi.%I', i.name);
+            ELSE
+                EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', rel, i.conname);
+            END IF;
         END LOOP;
     END IF;
-    -- In the order of the table's key: its unique index grows at its right edge instead of at random pages.
+    -- In the order of the table's key: concurrently, its unique index grows at its right edge instead of at random
+    -- pages; and the rows of a key (a customer, a day) stay together, for the refreshes and readers that follow.
     EXECUTE format('INSERT INTO %s SELECT * FROM crm_kpi.%I(NULL::%s) ORDER BY %s', rel, compute,
                    CASE key_grain WHEN 'customer' THEN 'bigint[]' ELSE 'date[]' END,
                    (SELECT string_agg(quote_ident(c), ', ') FROM crm_kpi.kpi_tables t, unnest(t.key_columns) c
                     WHERE t.table_name = replace_all.table_name));
     GET DIAGNOSTICS inserted = ROW_COUNT;
-    FOR i IN SELECT * FROM jsonb_to_recordset(secondary) AS (name name, def text, tablespace name, comment text) LOOP
-        EXECUTE i.def;
-        IF i.tablespace IS NOT NULL THEN
-            EXECUTE format('ALTER INDEX crm_kpi.%I SET TABLESPACE %I', i.name, i.tablespace);
+    FOR i IN SELECT * FROM jsonb_to_recordset(indexes) AS (name name, conname name, def text, tablespace name, comment text,
+                                                           constraint_comment text, clustered boolean, replident boolean) LOOP
+        -- (Neither pg_get_indexdef nor pg_get_constraintdef names the index's tablespace.)
+        PERFORM set_config('default_tablespace', coalesce(i.tablespace, ''), true);
+        IF i.conname IS NULL THEN
+            EXECUTE i.def;
+        ELSE
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', rel, i.conname, i.def);
+            IF i.constraint_comment IS NOT NULL THEN
+                EXECUTE format('COMMENT ON CONSTRAINT %I ON %s IS %L', i.conname, rel, i.constraint_comment);
+            END IF;
         END IF;
         IF i.comment IS NOT NULL THEN
             EXECUTE format('COMMENT ON INDEX crm_kpi.%I IS %L', i.name, i.comment);
+        END IF;
+        IF i.clustered THEN
+            EXECUTE format('ALTER TABLE %s CLUSTER ON %I', rel, i.name);
+        END IF;
+        IF i.replident THEN
+            EXECUTE format('ALTER TABLE %s REPLICA IDENTITY USING INDEX %I', rel, i.name);
         END IF;
     END LOOP;
     RETURN deleted + inserted;
 END $$;
 COMMENT ON FUNCTION crm_kpi.replace_all(name, name, text, boolean) IS
-    'Replaces every row of a KPI table by crm_kpi.<compute>(NULL) (its rows for all keys), inserted in key order: concurrently, by DELETE (readers see the old rows until commit), else by TRUNCATE with the indexes other than those of constraints built again after the insert (the caller holds the table in ACCESS EXCLUSIVE mode); returns rows deleted + inserted';
+    'Replaces every row of a KPI table by crm_kpi.<compute>(NULL) (its rows for all keys): concurrently, by DELETE and an insert in key order (readers see the old rows until commit), else by TRUNCATE and an insert into the table without its indexes and unique constraints, which are built again after it, as they were (the caller holds the table in ACCESS EXCLUSIVE mode); returns the rows written: deleted (concurrently) and inserted';
 
 -- Make a KPI table equal to its staged fresh rows for those keys; returns the rows written (deleted + inserted).
 CREATE FUNCTION crm_kpi.apply_fresh(table_name name, keys anyarray) RETURNS bigint
