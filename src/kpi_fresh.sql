@@ -455,20 +455,28 @@ BEGIN
         FROM (SELECT d.customer_id, date_trunc('month', d.day)::date AS month, sum(d.revenue) AS revenue
               FROM crm_kpi.staged_customer_days d GROUP BY 1, 2) m
         JOIN crm_kpi.staged_customer_stats s ON s.customer_id = m.customer_id AND s.first_order_at IS NOT NULL;
+    ELSIF ids IS NOT NULL THEN
+        -- (Each case its own query: one plan for several, cached generic, would not use the index on customer ids.)
+        RETURN QUERY
+        SELECT m.customer_id, m.month, date_trunc('month', s.first_order_at AT TIME ZONE tz)::date, m.revenue
+        FROM (SELECT d.customer_id, date_trunc('month', d.day)::date AS month, sum(d.revenue) AS revenue
+              FROM crm_kpi.customer_days d WHERE d.customer_id = ANY(ids) GROUP BY 1, 2) m
+        JOIN crm_kpi.customer_stats s ON s.customer_id = m.customer_id AND s.first_order_at IS NOT NULL
+        WHERE s.customer_id = ANY(ids)  -- (by its index too: else the planner may hash every customer)
+          AND (months IS NULL OR m.month = ANY(months));
     ELSIF months IS NOT NULL THEN
         RETURN QUERY
         SELECT m.customer_id, m.month, date_trunc('month', s.first_order_at AT TIME ZONE tz)::date, m.revenue
         FROM (SELECT d.customer_id, mo.month, sum(d.revenue) AS revenue
               FROM unnest(months) mo(month)
               JOIN crm_kpi.customer_days d ON d.day >= mo.month AND d.day < (mo.month + interval '1 month')::date
-              WHERE ids IS NULL OR d.customer_id = ANY(ids)
               GROUP BY 1, 2) m
         JOIN crm_kpi.customer_stats s ON s.customer_id = m.customer_id AND s.first_order_at IS NOT NULL;
     ELSE
         RETURN QUERY
         SELECT m.customer_id, m.month, date_trunc('month', s.first_order_at AT TIME ZONE tz)::date, m.revenue
         FROM (SELECT d.customer_id, date_trunc('month', d.day)::date AS month, sum(d.revenue) AS revenue
-              FROM crm_kpi.customer_days d WHERE ids IS NULL OR d.customer_id = ANY(ids) GROUP BY 1, 2) m
+              FROM crm_kpi.customer_days d GROUP BY 1, 2) m
         JOIN crm_kpi.customer_stats s ON s.customer_id = m.customer_id AND s.first_order_at IS NOT NULL;
     END IF;
 END $$;
