@@ -4,7 +4,7 @@
 -- spend and no new customer, orders without a customer, a customer bound after its orders, the first month moved.
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(28);
+SELECT plan(31);
 SET client_min_messages = warning;
 
 CREATE TABLE cu (id bigint, created timestamptz, ch text);
@@ -110,5 +110,21 @@ SELECT results_eq(
              count(*) FILTER (WHERE ev.kind = 2), count(*) FILTER (WHERE ev.kind = 3)
       FROM ev CROSS JOIN crm_kpi.engine_state e WHERE ev.at IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2$$,
     'customer_events_daily: customers created, first orders and leads ended per day and channel, as the source tables count them');
+-- cohort_monthly by month (a cohort key, as a repair queues one): each customer's months derived from customer_days
+-- and customer_stats give, per month and cohort, what the orders give counted here from the source tables.
+SELECT results_eq(
+    $$SELECT month, cohort_month, customers, revenue FROM crm_kpi.rollup_cohort_monthly('{2024-01-01,2024-03-01}')
+      ORDER BY 1, 2$$,
+    $$WITH b AS (SELECT od.cust, od.amt, date_trunc('month', od.at AT TIME ZONE e.timezone)::date AS month,
+                        (SELECT date_trunc('month', min(f.at) AT TIME ZONE e.timezone)::date FROM od f
+                         WHERE f.cust = od.cust AND f.st = 'completed' AND f.at <= e.as_of) AS cohort
+                 FROM od CROSS JOIN crm_kpi.engine_state e
+                 WHERE od.st = 'completed' AND od.cust IN (SELECT id FROM cu))
+      SELECT month, cohort, count(DISTINCT cust), sum(amt) FROM b
+      WHERE cohort IS NOT NULL AND month IN ('2024-01-01', '2024-03-01') GROUP BY 1, 2 ORDER BY 1, 2$$,
+    'cohort_monthly of two months from the customers'' parts, as the source tables count them');
+INSERT INTO crm_kpi.change_queue (target, day) VALUES ('cohort', '2024-03-01');
+SELECT is((SELECT (stale_keys, error)::text FROM crm_kpi.refresh()), '(1,)', 'a cohort month key is refreshed');
+SELECT is((SELECT count(*) FROM crm_kpi.verify()), 0::bigint, 'verify: exact');
 SELECT * FROM finish();
 ROLLBACK;
