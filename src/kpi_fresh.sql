@@ -448,42 +448,27 @@ CREATE FUNCTION crm_kpi.customer_month_parts(staged boolean, ids bigint[], month
     SET search_path = pg_catalog, pg_temp
     SET enable_hashagg = off
 AS $$
-DECLARE
-    tz text := (crm_kpi.engine_settings()).timezone;
 BEGIN
-    IF staged THEN
-        RETURN QUERY
-        SELECT m.customer_id, m.month, date_trunc('month', s.first_order_at AT TIME ZONE tz)::date, m.revenue
-        FROM (SELECT d.customer_id, date_trunc('month', d.day)::date AS month, sum(d.revenue) AS revenue
-              FROM crm_kpi.staged_customer_days d GROUP BY 1, 2) m
-        JOIN crm_kpi.staged_customer_stats s ON s.customer_id = m.customer_id AND s.first_order_at IS NOT NULL;
-    ELSIF ids IS NOT NULL THEN
-        -- (Each case its own query: one plan for several, cached generic, would not use the index on customer ids.)
-        RETURN QUERY
-        SELECT m.customer_id, m.month, date_trunc('month', s.first_order_at AT TIME ZONE tz)::date, m.revenue
-        FROM (SELECT d.customer_id, date_trunc('month', d.day)::date AS month, sum(d.revenue) AS revenue
-              FROM crm_kpi.customer_days d WHERE d.customer_id = ANY(ids) GROUP BY 1, 2) m
-        JOIN crm_kpi.customer_stats s ON s.customer_id = m.customer_id AND s.first_order_at IS NOT NULL
-        WHERE s.customer_id = ANY(ids)  -- (by its index too: else the planner may hash every customer)
-          AND (months IS NULL OR m.month = ANY(months));
-    ELSIF months IS NOT NULL THEN
-        RETURN QUERY
-        SELECT m.customer_id, m.month, date_trunc('month', s.first_order_at AT TIME ZONE tz)::date, m.revenue
-        FROM (SELECT d.customer_id, mo.month, sum(d.revenue) AS revenue
-              FROM unnest(months) mo(month)
-              JOIN crm_kpi.customer_days d ON d.day >= mo.month AND d.day < (mo.month + interval '1 month')::date
-              GROUP BY 1, 2) m
-        JOIN crm_kpi.customer_stats s ON s.customer_id = m.customer_id AND s.first_order_at IS NOT NULL;
-    ELSE
-        RETURN QUERY
-        SELECT m.customer_id, m.month, date_trunc('month', s.first_order_at AT TIME ZONE tz)::date, m.revenue
-        FROM (SELECT d.customer_id, date_trunc('month', d.day)::date AS month, sum(d.revenue) AS revenue
-              FROM crm_kpi.customer_days d GROUP BY 1, 2) m
-        JOIN crm_kpi.customer_stats s ON s.customer_id = m.customer_id AND s.first_order_at IS NOT NULL;
-    END IF;
+    -- One query, planned for the keys at hand (a cached generic plan of a static one would not use the indexes on
+    -- customer ids); customer_stats filtered by the ids too, else the planner may hash every customer. The months
+    -- bound the days, for the index on them.
+    RETURN QUERY EXECUTE format(
+        'SELECT m.customer_id, m.month, date_trunc(''month'', s.first_order_at AT TIME ZONE %1$L)::date, m.revenue '
+        'FROM (SELECT d.customer_id, date_trunc(''month'', d.day)::date AS month, sum(d.revenue) AS revenue '
+        '      FROM crm_kpi.%2$I d WHERE true%4$s%6$s GROUP BY 1, 2) m '
+        'JOIN crm_kpi.%3$I s ON s.customer_id = m.customer_id AND s.first_order_at IS NOT NULL%5$s',
+        (crm_kpi.engine_settings()).timezone,
+        CASE WHEN staged THEN 'staged_customer_days' ELSE 'customer_days' END,
+        CASE WHEN staged THEN 'staged_customer_stats' ELSE 'customer_stats' END,
+        crm_kpi.id_filter('d', ids), crm_kpi.id_filter('s', ids),
+        CASE WHEN months IS NOT NULL
+             THEN ' AND d.day >= (SELECT min(x) FROM unnest($2) x) '
+                  'AND d.day < (SELECT max(x) + interval ''1 month'' FROM unnest($2) x) '
+                  'AND date_trunc(''month'', d.day)::date = ANY($2)'
+             ELSE '' END) USING ids, months;
 END $$;
 COMMENT ON FUNCTION crm_kpi.customer_month_parts(boolean, bigint[], date[]) IS
-    'Each customer''s part of crm_kpi.cohort_monthly (its months with a completed order, their revenue, its cohort month), derived from customer_days and customer_stats: the staged fresh rows of a batch (staged), or the stored ones of the given customers and months (all when NULL; months are first days of months)';
+    'Each customer''s part of crm_kpi.cohort_monthly (its months with a completed order, their revenue, its cohort month), derived from customer_days and customer_stats: the staged fresh rows of a batch (staged), or the stored ones; of the given customers and months (all when NULL; months are first days of months)';
 
 -- cohort_monthly as the refresh engine keeps it: the count and sum of the customers' parts.
 CREATE FUNCTION crm_kpi.rollup_cohort_monthly(months date[] DEFAULT NULL) RETURNS SETOF crm_kpi.cohort_monthly
