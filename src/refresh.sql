@@ -118,6 +118,8 @@ CREATE FUNCTION crm_kpi.stage_fresh(table_name name, keys anyarray, compute name
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    staged bigint;
 BEGIN
     -- A full batch (others may follow in the same transaction) truncates: else every batch would leave its rows
     -- dead in the table (no vacuum before commit) for the next batches to scan. A smaller one deletes: a TRUNCATE
@@ -126,9 +128,16 @@ BEGIN
                         THEN 'TRUNCATE crm_kpi.%I' ELSE 'DELETE FROM crm_kpi.%I' END,
                    'staged_' || table_name);
     EXECUTE format('INSERT INTO crm_kpi.%I SELECT * FROM crm_kpi.%I($1)', 'staged_' || table_name, compute) USING keys;
+    GET DIAGNOSTICS staged = ROW_COUNT;
+    -- The queries joining the scratch table are planned from its statistics, which autovacuum may have taken while
+    -- it was empty (then every row count is estimated at 1: nested loops over thousands of rows). A large batch
+    -- measures its own rows; a small one costs little however it is planned.
+    IF staged >= 500 THEN
+        EXECUTE format('ANALYZE crm_kpi.%I', 'staged_' || table_name);
+    END IF;
 END $$;
 COMMENT ON FUNCTION crm_kpi.stage_fresh(name, anyarray, name) IS
-    'Replaces the rows of the scratch table crm_kpi.staged_<table> (by TRUNCATE for a full batch of crm_kpi.refresh_batch_size keys, else DELETE) by the fresh rows crm_kpi.<compute>(keys) of a KPI table for some keys (all when NULL); callers hold the refresh lock';
+    'Replaces the rows of the scratch table crm_kpi.staged_<table> (by TRUNCATE for a full batch of crm_kpi.refresh_batch_size keys, else DELETE) by the fresh rows crm_kpi.<compute>(keys) of a KPI table for some keys (all when NULL), and analyzes it when they are 500 or more; callers hold the refresh lock';
 
 -- Empty the scratch tables at the end of a run. (A rebuild writes the KPI tables without them: they hold at most
 -- the batches that followed it.)
