@@ -6,6 +6,12 @@ CREATE FUNCTION crm_kpi.expression_problem(source regclass, expr text) RETURNS t
 COMMENT ON FUNCTION crm_kpi.expression_problem(regclass, text) IS
     'Why a binding''s SQL expression over a table is not allowed (NULL when it is): it must be one expression over the row, reading only readable tables and calling only non-volatile functions of pg_catalog';
 
+CREATE FUNCTION crm_kpi.query_function_problem(query text, immutable_only boolean) RETURNS text
+    AS 'MODULE_PATHNAME', 'crm_kpi_query_function_problem'
+    LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION crm_kpi.query_function_problem(text, boolean) IS
+    'The first function (or operator''s) that a query, its views expanded and their row-level security policies applied, would call and a binding may not: one not of pg_catalog, a volatile one, or when immutable_only one that is not immutable; NULL when there is none. Raises the errors of parsing it';
+
 -- The SQL of one mapped column: a column name (quoted) or {"expr": "..."} (parenthesized).
 CREATE FUNCTION crm_kpi.mapping_sql(mapped jsonb) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -134,13 +140,18 @@ COMMENT ON FUNCTION crm_kpi.binding_shape_problems(text, regclass, jsonb) IS
 -- What a query runs: the functions it calls (directly, through operators and casts, and through the
 -- views it reads, at any depth), the domains it converts to, the tables it reads through a view;
 -- problems with them, and every object it depends on. It is made a temporary view, then rolled back.
-CREATE FUNCTION crm_kpi.query_code(query text, OUT problems text[], OUT objects oid[])
-    LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+CREATE FUNCTION crm_kpi.query_code(query text, binder regrole, OUT problems text[], OUT objects oid[])
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     err text;
+    -- A binder who is not a superuser could not read, herself, what a superuser reads for her.
+    limited boolean := binder IS NOT NULL AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = binder);
 BEGIN
+    IF query IS NULL THEN
+        RETURN;
+    END IF;
     BEGIN
         EXECUTE 'CREATE TEMP VIEW crm_kpi_vetted AS ' || query;
         WITH RECURSIVE rules (rule, depth) AS (
@@ -174,7 +185,26 @@ BEGIN
                    UNION ALL
                    SELECT format('it reads %s through a view, under row-level security', c.oid::regclass)
                    FROM deps JOIN pg_class c ON deps.refclassid = 'pg_class'::regclass AND c.oid = deps.refobjid
-                   WHERE deps.in_view AND c.relrowsecurity) z ORDER BY 1),
+                   WHERE deps.in_view AND c.relrowsecurity
+                   UNION ALL
+                   -- every function it calls, PostgreSQL's own included (they are in no pg_depend entry); for a
+                   -- binder who is not a superuser, immutable ones only: none whose result depends on who calls
+                   -- it or on the database (a setting, a catalog, a file)
+                   SELECT f FROM crm_kpi.query_function_problem(query, limited) f WHERE f IS NOT NULL
+                   UNION ALL
+                   -- what a binder who is not a superuser may bind: no table of another role read directly (a
+                   -- subquery), which the refresher reads with its own privileges, ...
+                   SELECT format('it reads %s, which belongs to another role: only a superuser may bind that', c.oid::regclass)
+                   FROM deps JOIN pg_class c ON deps.refclassid = 'pg_class'::regclass AND c.oid = deps.refobjid
+                   WHERE limited AND NOT deps.in_view AND c.relkind <> 'c' AND c.oid <> 'pg_temp.crm_kpi_vetted'::regclass
+                     AND NOT pg_has_role(binder, c.relowner, 'USAGE')
+                   UNION ALL
+                   -- ... and no view read with the privileges of whoever reads it.
+                   SELECT format('it reads view %s, which has security_invoker: only a superuser may bind that', c.oid::regclass)
+                   FROM deps JOIN pg_class c ON deps.refclassid = 'pg_class'::regclass AND c.oid = deps.refobjid
+                   WHERE limited AND c.relkind = 'v'
+                     AND coalesce((SELECT o.option_value::boolean FROM pg_options_to_table(c.reloptions) o
+                                   WHERE o.option_name = 'security_invoker'), false)) z ORDER BY 1),
                ARRAY(SELECT DISTINCT deps.refobjid FROM deps)
           INTO problems, objects;
         RAISE EXCEPTION 'crm_kpi: vetted' USING ERRCODE = 'P0001';  -- rolls the temporary view back
@@ -186,11 +216,12 @@ BEGIN
         END IF;
     END;
 END $$;
-COMMENT ON FUNCTION crm_kpi.query_code(text) IS
-    'What a query runs besides reading: problems (a function, or an operator''s or cast''s function, not of pg_catalog or volatile, called directly or in a view it reads; a conversion to a domain with checks; a table with row-level security read through a view) and the objects it depends on';
+COMMENT ON FUNCTION crm_kpi.query_code(text, regrole) IS
+    'What a query runs besides reading: problems (a function, or an operator''s or cast''s function, not of pg_catalog or volatile, called directly or in a view it reads; a conversion to a domain with checks; a table with row-level security read through a view; for a binder who is not a superuser, also a function that is not immutable, a table of another role read directly, a view with security_invoker) and the objects it depends on';
 
 -- Problems with a binding, all of them; no rows when it is valid.
-CREATE FUNCTION crm_kpi.binding_problems(kind text, source regclass, mapping jsonb) RETURNS SETOF text
+CREATE FUNCTION crm_kpi.binding_problems(kind text, source regclass, mapping jsonb, binder regrole DEFAULT NULL)
+    RETURNS SETOF text
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -200,68 +231,82 @@ BEGIN
     IF cardinality(problems) = 0 THEN
         -- What reading the source runs, whoever reads it (a superuser's worker, the capture triggers).
         problems := ARRAY(SELECT format('reading %s: %s', source, p)
-                          FROM unnest((crm_kpi.query_code(crm_kpi.binding_select(kind, source, mapping))).problems) p);
+                          FROM unnest((crm_kpi.query_code(crm_kpi.binding_select(kind, source, mapping), binder)).problems) p);
     END IF;
     RETURN QUERY SELECT unnest(problems);
 END $$;
-COMMENT ON FUNCTION crm_kpi.binding_problems(text, regclass, jsonb) IS
-    'Every problem with a proposed binding (unknown kind or column, missing required column, missing or incompatible table column, expression that does not compile or is not allowed, and reading the source would run code: a function or cast not of pg_catalog or volatile, in the mapping or in the view bound); no rows when it is valid. Expressions are vetted before anything runs them';
+COMMENT ON FUNCTION crm_kpi.binding_problems(text, regclass, jsonb, regrole) IS
+    'Every problem with a proposed binding by a role (as by a superuser when NULL): unknown kind or column, missing required column, missing or incompatible table column, expression that does not compile or is not allowed, and reading the source would run code: a function or cast not of pg_catalog or volatile, in the mapping or in the view bound; for a binder who is not a superuser, also a function that is not immutable, a table of another role read by an expression, a view with security_invoker; no rows when it is valid. Expressions are vetted before anything runs them';
 
-CREATE FUNCTION crm_kpi.bind_source(kind text, source regclass, mapping jsonb) RETURNS void
+-- What crm_kpi.bind_source(kind, source, mapping) does, as the extension's owner, for the role that called it.
+CREATE FUNCTION crm_kpi.bind_source_by(kind text, source regclass, mapping jsonb, binder regrole) RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     problems text[];
 BEGIN
-    IF kind IS NULL OR source IS NULL OR mapping IS NULL THEN
+    IF kind IS NULL OR source IS NULL OR mapping IS NULL OR binder IS NULL THEN
         RAISE EXCEPTION 'kind, source and mapping must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = source), 'USAGE') THEN
+    IF NOT pg_has_role(binder, (SELECT relowner FROM pg_class WHERE oid = source), 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table %', source USING ERRCODE = 'insufficient_privilege';
     END IF;
-    problems := ARRAY(SELECT crm_kpi.binding_problems(kind, source, mapping));
+    problems := ARRAY(SELECT crm_kpi.binding_problems(kind, source, mapping, binder));
     IF cardinality(problems) > 0 THEN
         RAISE EXCEPTION 'cannot bind % as the % source: % problem(s)', source, kind, cardinality(problems)
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = array_to_string(problems, E'\n'),
                   HINT = 'See crm_kpi.source_contract for the columns of each kind.';
     END IF;
-    DELETE FROM crm_kpi.pending_bindings p WHERE p.kind = bind_source.kind AND p.source = bind_source.source;
+    DELETE FROM crm_kpi.pending_bindings p WHERE p.kind = bind_source_by.kind AND p.source = bind_source_by.source;
     -- Capture its changes from now on (before the binding is written: crm_kpi.hold_restored_binding() holds a
     -- binding whose table has no capture triggers); the KPI tables are rebuilt at the next refresh.
     PERFORM crm_kpi.capture_attach(kind, source);
-    INSERT INTO crm_kpi.source_bindings AS b (kind, source, mapping)
-    VALUES (kind, source, mapping)
+    INSERT INTO crm_kpi.source_bindings AS b (kind, source, mapping, bound_by)
+    VALUES (kind, source, mapping, binder::text)
     ON CONFLICT ON CONSTRAINT source_bindings_pkey
-    DO UPDATE SET mapping = EXCLUDED.mapping, bound_by = current_user, bound_at = now();
+    DO UPDATE SET mapping = EXCLUDED.mapping, bound_by = EXCLUDED.bound_by, bound_at = now();
     -- (its trigger crm_kpi.hold_restored_binding() queued the rebuild)
     PERFORM crm_kpi.record_binding_shape(kind, source, mapping);  -- what DDL on it is compared with
 END $$;
-COMMENT ON FUNCTION crm_kpi.bind_source(text, regclass, jsonb) IS
-    'Binds a CRM table (plain, partitioned or a view; owner only) as a source of a kind, mapping each contract column to a column or {"expr": "SQL"}; validates everything and reports every problem at once';
+COMMENT ON FUNCTION crm_kpi.bind_source_by(text, regclass, jsonb, regrole) IS
+    'What crm_kpi.bind_source does, run as the extension''s owner for the role that called it (the binder, who must own the table); executable by the extension''s owner only';
 
-CREATE FUNCTION crm_kpi.unbind_source(kind text, source regclass) RETURNS void
+CREATE FUNCTION crm_kpi.bind_source(kind text, source regclass, mapping jsonb) RETURNS void
+    AS 'MODULE_PATHNAME', 'crm_kpi_owner_call'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION crm_kpi.bind_source(text, regclass, jsonb) IS
+    'Binds a CRM table (plain, partitioned or a view; owner only) as a source of a kind, mapping each contract column to a column or {"expr": "SQL"}; validates everything and reports every problem at once. Runs as the extension''s owner (crm_kpi.bind_source_by) for its caller';
+
+-- What crm_kpi.unbind_source(kind, source) does, as the extension's owner, for the role that called it.
+CREATE FUNCTION crm_kpi.unbind_source_by(kind text, source regclass, binder regrole) RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     held boolean;
 BEGIN
-    IF NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = source), 'USAGE') THEN
+    IF NOT pg_has_role(binder, (SELECT relowner FROM pg_class WHERE oid = source), 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table %', source USING ERRCODE = 'insufficient_privilege';
     END IF;
-    DELETE FROM crm_kpi.pending_bindings p WHERE p.kind = unbind_source.kind AND p.source = unbind_source.source;
+    DELETE FROM crm_kpi.pending_bindings p WHERE p.kind = unbind_source_by.kind AND p.source = unbind_source_by.source;
     held := FOUND;
-    DELETE FROM crm_kpi.source_bindings b WHERE b.kind = unbind_source.kind AND b.source = unbind_source.source;
+    DELETE FROM crm_kpi.source_bindings b WHERE b.kind = unbind_source_by.kind AND b.source = unbind_source_by.source;
     IF NOT FOUND AND NOT held THEN
         RAISE EXCEPTION '% is not bound as the % source', source, kind USING ERRCODE = 'undefined_object';
     END IF;
     PERFORM crm_kpi.capture_detach(kind, source);
     INSERT INTO crm_kpi.change_queue (target) VALUES ('*');
 END $$;
+COMMENT ON FUNCTION crm_kpi.unbind_source_by(text, regclass, regrole) IS
+    'What crm_kpi.unbind_source does, run as the extension''s owner for the role that called it (who must own the table); executable by the extension''s owner only';
+
+CREATE FUNCTION crm_kpi.unbind_source(kind text, source regclass) RETURNS void
+    AS 'MODULE_PATHNAME', 'crm_kpi_owner_call'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION crm_kpi.unbind_source(text, regclass) IS
-    'Removes a binding and its capture triggers; the table stays as it was, and the KPI tables are rebuilt at the next refresh';
+    'Removes a binding and its capture triggers (owner only); the table stays as it was, and the KPI tables are rebuilt at the next refresh. Runs as the extension''s owner (crm_kpi.unbind_source_by) for its caller';
 
 CREATE FUNCTION crm_kpi.source_query(kind text, source regclass DEFAULT NULL) RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -422,7 +467,7 @@ BEGIN
     -- The bindings a change may concern: a change of something other than a relation, of the bound
     -- source, of a relation the bound view reads, or of one named in the mapping (an expression's subquery).
     FOR b IN
-        SELECT s.kind, s.source, s.mapping FROM crm_kpi.source_bindings s
+        SELECT s.kind, s.source, s.mapping, to_regrole(quote_ident(s.bound_by)) AS binder FROM crm_kpi.source_bindings s
         WHERE EXISTS (
             WITH RECURSIVE read (relid) AS (
                 SELECT s.source::oid
@@ -435,7 +480,7 @@ BEGIN
             WHERE c.oid IS NULL OR x IN (SELECT read.relid FROM read) OR strpos(s.mapping::text, c.relname::text) > 0)
         ORDER BY s.kind, s.source
     LOOP
-        vetted := crm_kpi.query_code(crm_kpi.binding_select(b.kind, b.source, b.mapping));
+        vetted := crm_kpi.query_code(crm_kpi.binding_select(b.kind, b.source, b.mapping), b.binder);
         IF cardinality(vetted.problems) > 0 AND vetted.objects && changed THEN
             RAISE EXCEPTION 'crm_kpi reads % as the % source: after this change, reading it would run code other than PostgreSQL''s own',
                     b.source, b.kind

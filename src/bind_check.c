@@ -1,4 +1,4 @@
-/* bind_check.c: vets a binding's SQL expression: one expression over its table, calling only safe built-ins. */
+/* bind_check.c: vets a binding's SQL: one expression over its table, or the whole query reading it, calling only safe built-ins. */
 #include "postgres.h"
 
 #include "access/htup_details.h"
@@ -10,6 +10,7 @@
 #include "nodes/nodeFuncs.h"
 #include "parser/analyze.h"
 #include "parser/parser.h"
+#include "rewrite/rewriteHandler.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -19,21 +20,40 @@
 /* What the walker looks for, and the first problem it found. */
 typedef struct BindCheckContext
 {
-	Oid			source;
+	Oid			source;			/* an expression's table; InvalidOid for a whole query */
+	bool		immutable_only; /* for a binder who is not a superuser */
 	char	   *problem;
 } BindCheckContext;
 
-/* Record a problem with a function call: only non-volatile functions of pg_catalog */
+/* Record a problem with a function call (named what): only non-volatile functions of pg_catalog, or immutable ones */
 static bool
-bind_check_function(Oid funcid, BindCheckContext *cx)
+bind_check_function(Oid funcid, const char *what, BindCheckContext *cx)
 {
+	char		volatility;
+	bool		whole = !OidIsValid(cx->source);
+
+	if (what == NULL)
+		what = format_procedure(funcid);
+	volatility = func_volatile(funcid);
 	if (get_func_namespace(funcid) != PG_CATALOG_NAMESPACE)
-		cx->problem = psprintf("expressions may call only functions of pg_catalog, not %s",
-							   format_procedure(funcid));
-	else if (func_volatile(funcid) == PROVOLATILE_VOLATILE)
-		cx->problem = psprintf("expressions may call only non-volatile functions, not %s",
-							   format_procedure(funcid));
+		cx->problem = whole ? psprintf("it calls %s, which is not a function of pg_catalog", what)
+			: psprintf("expressions may call only functions of pg_catalog, not %s", what);
+	else if (volatility == PROVOLATILE_VOLATILE)
+		cx->problem = whole ? psprintf("it calls %s, which is volatile", what)
+			: psprintf("expressions may call only non-volatile functions, not %s", what);
+	else if (cx->immutable_only && volatility != PROVOLATILE_IMMUTABLE)
+		cx->problem = psprintf("it calls %s, which is not immutable: only a superuser may bind that", what);
 	return cx->problem != NULL;
+}
+
+/* Record a problem with an operator's function */
+static bool
+bind_check_operator(Oid opno, Oid funcid, BindCheckContext *cx)
+{
+	return bind_check_function(funcid,
+							   OidIsValid(cx->source) ? NULL
+							   : psprintf("operator %s (%s)", format_operator(opno), format_procedure(funcid)),
+							   cx);
 }
 
 /* Walk an expression or query tree, stopping at the first problem */
@@ -49,14 +69,15 @@ bind_check_walker(Node *node, BindCheckContext *cx)
 
 		if (q->commandType != CMD_SELECT || q->hasModifyingCTE || q->rowMarks != NIL)
 		{
-			cx->problem = pstrdup("expressions may only read");
+			cx->problem = pstrdup(OidIsValid(cx->source) ? "expressions may only read" : "it does more than read");
 			return true;
 		}
+		/* an expression's subqueries: tables its binder can read (a view's are checked as the view's owner) */
 		foreach(lc, q->rtable)
 		{
 			RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
 
-			if (rte->rtekind == RTE_RELATION && rte->relid != cx->source &&
+			if (OidIsValid(cx->source) && rte->rtekind == RTE_RELATION && rte->relid != cx->source &&
 				pg_class_aclcheck(rte->relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 			{
 				cx->problem = psprintf("expressions may read only tables you can read, not %s",
@@ -68,7 +89,7 @@ bind_check_walker(Node *node, BindCheckContext *cx)
 	}
 	if (IsA(node, FuncExpr))
 	{
-		if (bind_check_function(((FuncExpr *) node)->funcid, cx))
+		if (bind_check_function(((FuncExpr *) node)->funcid, NULL, cx))
 			return true;
 	}
 	else if (IsA(node, OpExpr) || IsA(node, DistinctExpr) || IsA(node, NullIfExpr))
@@ -76,7 +97,7 @@ bind_check_walker(Node *node, BindCheckContext *cx)
 		OpExpr	   *op = (OpExpr *) node;
 
 		set_opfuncid(op);
-		if (bind_check_function(op->opfuncid, cx))
+		if (bind_check_operator(op->opno, op->opfuncid, cx))
 			return true;
 	}
 	else if (IsA(node, ScalarArrayOpExpr))
@@ -84,12 +105,24 @@ bind_check_walker(Node *node, BindCheckContext *cx)
 		ScalarArrayOpExpr *op = (ScalarArrayOpExpr *) node;
 
 		set_sa_opfuncid(op);
-		if (bind_check_function(op->opfuncid, cx))
+		if (bind_check_operator(op->opno, op->opfuncid, cx))
 			return true;
 	}
 	else if (IsA(node, Aggref) || IsA(node, WindowFunc) || IsA(node, GroupingFunc))
 	{
-		cx->problem = pstrdup("expressions are computed per row: no aggregate or window function");
+		if (OidIsValid(cx->source))
+		{
+			cx->problem = pstrdup("expressions are computed per row: no aggregate or window function");
+			return true;
+		}
+		if ((IsA(node, Aggref) && bind_check_function(((Aggref *) node)->aggfnoid, NULL, cx)) ||
+			(IsA(node, WindowFunc) && bind_check_function(((WindowFunc *) node)->winfnoid, NULL, cx)))
+			return true;
+	}
+	else if (IsA(node, SQLValueFunction) && cx->immutable_only)
+	{
+		cx->problem = pstrdup("it reads CURRENT_USER, CURRENT_TIMESTAMP or the like, which is not immutable: "
+							  "only a superuser may bind that");
 		return true;
 	}
 	return expression_tree_walker(node, bind_check_walker, cx);
@@ -115,7 +148,7 @@ crm_kpi_expression_problem(PG_FUNCTION_ARGS)
 	char	   *sql;
 	List	   *parsed;
 	Query	   *query;
-	BindCheckContext cx = {source, NULL};
+	BindCheckContext cx = {source, false, NULL};
 
 	if (relname == NULL || nsp == NULL)
 		ereport(ERROR,
@@ -134,5 +167,31 @@ crm_kpi_expression_problem(PG_FUNCTION_ARGS)
 		PG_RETURN_TEXT_P(cstring_to_text("an expression must be exactly one SQL expression over its table's row"));
 	if (bind_check_walker((Node *) query, &cx))
 		PG_RETURN_TEXT_P(cstring_to_text(cx.problem));
+	PG_RETURN_NULL();
+}
+
+PG_FUNCTION_INFO_V1(crm_kpi_query_function_problem);
+/*
+ * Check every function a query would call, with its views expanded and their
+ * row-level security policies applied: NULL when each one is a non-volatile
+ * function of pg_catalog (an immutable one when immutable_only), else the
+ * first that is not. PostgreSQL's own functions are in no pg_depend entry:
+ * only the query tree names them all.
+ */
+Datum
+crm_kpi_query_function_problem(PG_FUNCTION_ARGS)
+{
+	char	   *sql = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	List	   *parsed = raw_parser(sql, RAW_PARSE_DEFAULT);
+	BindCheckContext cx = {InvalidOid, PG_GETARG_BOOL(1), NULL};
+	ListCell   *lc;
+
+	if (list_length(parsed) != 1)
+		PG_RETURN_TEXT_P(cstring_to_text("it must be exactly one statement"));
+	foreach(lc, QueryRewrite(parse_analyze_fixedparams(linitial_node(RawStmt, parsed), sql, NULL, 0, NULL)))
+	{
+		if (bind_check_walker(lfirst(lc), &cx))
+			PG_RETURN_TEXT_P(cstring_to_text(cx.problem));
+	}
 	PG_RETURN_NULL();
 }

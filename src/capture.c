@@ -76,7 +76,7 @@ capture_plan_cache(void)
 }
 
 /* The role that owns the extension's queue: capture statements run as it */
-static Oid
+Oid
 capture_queue_owner(void)
 {
 	Oid			queue;

@@ -36,6 +36,9 @@ typedef struct CaptureDirect
  */
 extern bool capture_direct_prepare(Relation rel, const char *kind, CaptureDirect *direct);
 
+/* The role that owns the extension's queue table (the extension's owner) */
+extern Oid capture_queue_owner(void);
+
 /* Queue, once each, the keys of the trigger's transition rows under kind into the queue table; returns the rows queued */
 extern uint64 capture_direct_run(TriggerData *trigdata, const char *kind, Oid queue, const CaptureDirect *direct);
 

@@ -158,8 +158,9 @@ END $$;
 COMMENT ON FUNCTION crm_kpi.lifecycle_guard() IS
     'Trigger of tracked tables: refuses an illegal change of stage and records every legal one in crm_kpi.lifecycle_history';
 
-CREATE FUNCTION crm_kpi.track_lifecycle(source_table regclass, key_column name, stage_column name,
-                                        source text DEFAULT NULL)
+-- What crm_kpi.track_lifecycle does, as the extension's owner, for the role that called it.
+CREATE FUNCTION crm_kpi.track_lifecycle_by(source_table regclass, key_column name, stage_column name, source text,
+                                           tracker regrole)
     RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
@@ -168,7 +169,10 @@ DECLARE
     stage_type regtype;
     tracked_as text := coalesce(source, source_table::text);
 BEGIN
-    IF NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = source_table), 'USAGE') THEN
+    IF source_table IS NULL OR key_column IS NULL OR stage_column IS NULL OR tracker IS NULL THEN
+        RAISE EXCEPTION 'source_table, key_column and stage_column must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT pg_has_role(tracker, (SELECT relowner FROM pg_class WHERE oid = source_table), 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table %', source_table USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = source_table AND attname = key_column
@@ -187,7 +191,7 @@ BEGIN
             USING ERRCODE = 'datatype_mismatch',
                   DETAIL = 'A stage column is crm_kpi.lifecycle_stage, text or varchar holding its labels.';
     END IF;
-    IF EXISTS (SELECT FROM crm_kpi.lifecycle_tracking t WHERE t.source_table = track_lifecycle.source_table) THEN
+    IF EXISTS (SELECT FROM crm_kpi.lifecycle_tracking t WHERE t.source_table = track_lifecycle_by.source_table) THEN
         RAISE EXCEPTION 'table % is already tracked', source_table USING ERRCODE = 'duplicate_object';
     END IF;
     INSERT INTO crm_kpi.lifecycle_tracking VALUES (source_table, key_column, stage_column, tracked_as);
@@ -195,25 +199,40 @@ BEGIN
                    'FOR EACH ROW EXECUTE FUNCTION crm_kpi.lifecycle_guard(%L, %L, %L)',
                    stage_column, source_table, key_column, stage_column, tracked_as);
 END $$;
-COMMENT ON FUNCTION crm_kpi.track_lifecycle(regclass, name, name, text) IS
-    'Guards the stage column of a CRM table (owner only): illegal moves raise an error, legal ones are appended to crm_kpi.lifecycle_history';
+COMMENT ON FUNCTION crm_kpi.track_lifecycle_by(regclass, name, name, text, regrole) IS
+    'What crm_kpi.track_lifecycle does, run as the extension''s owner for the role that called it (who must own the table); executable by the extension''s owner only';
 
-CREATE FUNCTION crm_kpi.untrack_lifecycle(source_table regclass) RETURNS void
+CREATE FUNCTION crm_kpi.track_lifecycle(source_table regclass, key_column name, stage_column name,
+                                        source text DEFAULT NULL)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'crm_kpi_owner_call'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION crm_kpi.track_lifecycle(regclass, name, name, text) IS
+    'Guards the stage column of a CRM table (owner only): illegal moves raise an error, legal ones are appended to crm_kpi.lifecycle_history. Runs as the extension''s owner (crm_kpi.track_lifecycle_by) for its caller';
+
+-- What crm_kpi.untrack_lifecycle does, as the extension's owner, for the role that called it.
+CREATE FUNCTION crm_kpi.untrack_lifecycle_by(source_table regclass, tracker regrole) RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = source_table), 'USAGE') THEN
+    IF NOT pg_has_role(tracker, (SELECT relowner FROM pg_class WHERE oid = source_table), 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table %', source_table USING ERRCODE = 'insufficient_privilege';
     END IF;
-    IF NOT EXISTS (SELECT FROM crm_kpi.lifecycle_tracking t WHERE t.source_table = untrack_lifecycle.source_table) THEN
+    IF NOT EXISTS (SELECT FROM crm_kpi.lifecycle_tracking t WHERE t.source_table = untrack_lifecycle_by.source_table) THEN
         RAISE EXCEPTION 'table % is not tracked', source_table USING ERRCODE = 'undefined_object';
     END IF;
     EXECUTE format('DROP TRIGGER crm_kpi_lifecycle_guard ON %s', source_table);
-    DELETE FROM crm_kpi.lifecycle_tracking t WHERE t.source_table = untrack_lifecycle.source_table;
+    DELETE FROM crm_kpi.lifecycle_tracking t WHERE t.source_table = untrack_lifecycle_by.source_table;
 END $$;
+COMMENT ON FUNCTION crm_kpi.untrack_lifecycle_by(regclass, regrole) IS
+    'What crm_kpi.untrack_lifecycle does, run as the extension''s owner for the role that called it (who must own the table); executable by the extension''s owner only';
+
+CREATE FUNCTION crm_kpi.untrack_lifecycle(source_table regclass) RETURNS void
+    AS 'MODULE_PATHNAME', 'crm_kpi_owner_call'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION crm_kpi.untrack_lifecycle(regclass) IS
-    'Removes the lifecycle guard of a table; the table and the history recorded so far stay as they are';
+    'Removes the lifecycle guard of a table (owner only); the table and the history recorded so far stay as they are. Runs as the extension''s owner (crm_kpi.untrack_lifecycle_by) for its caller';
 
 CREATE FUNCTION crm_kpi.stage_at(source text, customer_key text, at timestamptz)
     RETURNS crm_kpi.lifecycle_stage

@@ -34,8 +34,9 @@ COMMENT ON FUNCTION crm_kpi.grant_reader(regrole) IS
     'Grants a role what dashboards and reports need: USAGE on schema crm_kpi, SELECT on the KPI tables, their views and the status tables, EXECUTE on the read-only functions; nothing that writes, refreshes or binds';
 
 -- Nothing that writes, refreshes or binds is executable by PUBLIC: every volatile function of the
--- extension is for its owner (superusers) only, but for those that check the caller owns the table
--- they act on. Triggers and event triggers still fire for everyone.
+-- extension is for its owner (superusers) only, but for the four that a table's owner calls on her
+-- own table (they run as the extension's owner, through crm_kpi.<name>_by, which check she owns it).
+-- Triggers and event triggers still fire for everyone.
 DO $$
 DECLARE
     fn regprocedure;

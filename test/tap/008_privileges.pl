@@ -332,16 +332,69 @@ for my $t (
 no_trap('the refused calls');
 
 # A table's owner binds and tracks her own table (the README: "Only the table's owner can bind or unbind it").
-TODO:
+# The calls run as the extension's owner for her: the capture triggers go on her table, the binding is hers.
+($ret, $out, $err) = as_role('app', "SELECT crm_kpi.bind_source('orders', 'public.app_orders', $APP_MAPPING)");
+is($err, '', 'app binds her own table') or diag($err);
+is(sq(q{SELECT bound_by || ' ' || owner FROM crm_kpi.bindings WHERE source = 'public.app_orders'::regclass}), 'app app',
+	'the binding is app\'s: bound by her, of her table');
+($ret, $out, $err) = as_role('app', "SELECT crm_kpi.track_lifecycle('public.app_contacts', 'id', 'stage')");
+is($err, '', 'app tracks her own table') or diag($err);
+my $queued = sq(q{SELECT count(*) FROM crm_kpi.change_queue});
+($ret, $out, $err) = as_role('app', q{
+INSERT INTO public.app_orders VALUES (1, 1, 10, 'completed', '2024-03-01 12:00+00');
+INSERT INTO public.app_contacts VALUES (1, 'prospect');
+UPDATE public.app_contacts SET stage = 'contacted';
+});
+is($err, '', 'app writes to her bound and tracked tables') or diag($err);
+ok(sq(q{SELECT count(*) FROM crm_kpi.change_queue}) > $queued, 'her writes are captured');
+is(sq(q{SELECT string_agg(to_stage::text, ',' ORDER BY id) FROM crm_kpi.lifecycle_history
+        WHERE source = 'public.app_contacts'}), 'prospect,contacted', 'her stage changes are recorded');
+# A caller is whoever calls, not the role that logged in: mallory's SECURITY DEFINER function that app
+# calls binds nothing of app's.
+as_role('mallory', q{
+CREATE FUNCTION public.m_bind() RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog
+    AS $$ SELECT crm_kpi.unbind_source('orders', 'public.app_orders') $$;
+GRANT EXECUTE ON FUNCTION public.m_bind() TO app;
+});
+($ret, $out, $err) = as_role('app', 'SELECT public.m_bind()');
+like($err, qr/ERROR:  42501: must be owner of table/, 'mallory\'s SECURITY DEFINER function, called by app, cannot unbind app\'s table');
+# What a superuser's worker reads for an owner who is not a superuser is what she could read herself:
+# no function whose result depends on who calls it, no table of another role, no view with security_invoker.
+sq(q{GRANT USAGE ON SCHEMA crm TO app; GRANT SELECT ON crm.customers TO app;});
+as_role('app', q{
+CREATE TABLE public.app_orders2 (LIKE public.app_orders);
+CREATE VIEW public.app_orders_inv WITH (security_invoker = true) AS SELECT * FROM public.app_orders;
+CREATE VIEW public.app_orders_v AS SELECT * FROM public.app_orders;
+});
+for my $t (
+	[ 'public.app_orders2', q{'{"order_id": "id", "customer_id": "cust", "amount": "amt", "ordered_at": "at",
+	                           "status": {"expr": "current_setting(''data_directory'')"}}'},
+		qr/it calls current_setting\(text\), which is not immutable: only a superuser may bind that/, 'a setting' ],
+	[ 'public.app_orders2', q{'{"order_id": "id", "amount": "amt", "status": "st", "ordered_at": "at",
+	                           "customer_id": {"expr": "(SELECT c.customer_id FROM crm.customers c WHERE c.customer_id = src.cust)"}}'},
+		qr/it reads crm\.customers, which belongs to another role: only a superuser may bind that/, 'a table of another role she can read' ],
+	[ 'public.app_orders_inv', $APP_MAPPING,
+		qr/it reads view public\.app_orders_inv, which has security_invoker: only a superuser may bind that/, 'a view with security_invoker' ])
 {
-	local $TODO = 'an owner who is not a superuser cannot bind or track her own table: bind_source calls '
-	  . 'binding_problems and capture_attach and writes source_bindings, track_lifecycle writes lifecycle_tracking, '
-	  . 'none of which PUBLIC may use';
-	($ret, $out, $err) = as_role('app', "SELECT crm_kpi.bind_source('orders', 'public.app_orders', $APP_MAPPING)");
-	is($err, '', 'app binds her own table') or diag($err);
-	($ret, $out, $err) = as_role('app', "SELECT crm_kpi.track_lifecycle('public.app_contacts', 'id', 'stage')");
-	is($err, '', 'app tracks her own table') or diag($err);
+	($ret, $out, $err) = as_role('app', "SELECT crm_kpi.bind_source('orders', '$t->[0]', $t->[1])");
+	like($err, qr/ERROR:  22023: cannot bind/, "app cannot bind $t->[3] (22023)");
+	like($err, $t->[2], "... and the detail says why: $t->[3]");
 }
+($ret, $out, $err) = as_role('app', "SELECT crm_kpi.bind_source('orders', 'public.app_orders_v', $APP_MAPPING)");
+is($err, '', 'app binds her own view') or diag($err);
+($ret, $out, $err) = as_role('app', 'ALTER VIEW public.app_orders_v SET (security_invoker = true)');
+like($err, qr/ERROR:  42501: crm_kpi reads public\.app_orders_v as the orders source/,
+	'app cannot then give her bound view security_invoker (42501)');
+# ... and unbinds and untracks them.
+($ret, $out, $err) = as_role('app', q{
+SELECT crm_kpi.unbind_source('orders', 'public.app_orders');
+SELECT crm_kpi.unbind_source('orders', 'public.app_orders_v');
+SELECT crm_kpi.untrack_lifecycle('public.app_contacts');
+});
+is($err, '', 'app unbinds and untracks her own tables') or diag($err);
+is(sq(q{SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('public.app_orders'::regclass, 'public.app_contacts'::regclass)}), 0,
+	'their triggers are gone');
+no_trap('app binding, tracking and unbinding her tables');
 
 # ====================================================================== a table owner's code never runs as the refresher
 
@@ -363,6 +416,7 @@ CREATE TABLE public.m_costs (chan text, d date, eur numeric);
 INSERT INTO public.m_costs VALUES ('radio', '2023-03-03', 5);
 CREATE VIEW public.m_costs_evil AS SELECT chan, d, eur FROM public.m_costs WHERE public.evil(1) = 1;
 CREATE VIEW public.m_costs_plain AS SELECT chan, d, eur FROM public.m_costs;
+CREATE VIEW public.m_costs_file AS SELECT pg_catalog.pg_read_file('/etc/hostname') AS chan, d, eur FROM public.m_costs;
 CREATE TYPE public.evil_id AS (v bigint);
 CREATE FUNCTION public.evil_to_int8(public.evil_id) RETURNS bigint LANGUAGE sql SET search_path = pg_catalog
     RETURN public.evil(($1).v);
@@ -377,6 +431,8 @@ my $EVIL = 'SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM public.ev
 for my $t (
 	[ q{SELECT crm_kpi.bind_source('marketing_spend', 'public.m_costs_evil', '{"channel": "chan", "day": "d", "amount": "eur"}')},
 		'a view that calls her function', qr/it calls public\.evil\(bigint\), which is not a function of pg_catalog/ ],
+	[ q{SELECT crm_kpi.bind_source('marketing_spend', 'public.m_costs_file', '{"channel": "chan", "day": "d", "amount": "eur"}')},
+		'a view that reads a file with a function of PostgreSQL\'s', qr/it calls pg_read_file\(text\), which is volatile/ ],
 	[ "SELECT crm_kpi.bind_source('orders', 'public.m_orders_typed', $M_MAPPING)",
 		'a column of her type, converted by her cast', qr/it calls public\.evil_to_int8\(public\.evil_id\)/ ],
 	[ q{SELECT crm_kpi.bind_source('orders', 'public.m_orders', '{"order_id": "id", "customer_id": "cust", "status": "st", "ordered_at": "at",
@@ -400,6 +456,8 @@ SELECT crm_kpi.bind_source('orders', 'public.m_orders', $M_MAPPING);
 for my $t (
 	[ 'CREATE OR REPLACE VIEW public.m_costs_plain AS SELECT chan, d, eur FROM public.m_costs WHERE public.evil(1) = 1',
 		'replace the bound view with one calling her function' ],
+	[ "CREATE OR REPLACE VIEW public.m_costs_plain AS SELECT pg_catalog.pg_read_file('/etc/hostname') AS chan, d, eur FROM public.m_costs",
+		'replace the bound view with one reading a file' ],
 	[ 'ALTER TABLE public.m_orders ALTER COLUMN cust TYPE public.evil_id USING ROW(cust)::public.evil_id',
 		'change a mapped column to her type, with her cast' ],
 	[ 'ALTER TABLE public.m_costs ENABLE ROW LEVEL SECURITY', 'put row-level security under the bound view' ])
