@@ -83,6 +83,7 @@ capture_queue_owner(void)
 	HeapTuple	tuple;
 	Oid			owner;
 
+	capture_plan_cache();		/* registers the callback that forgets the owner */
 	if (OidIsValid(capture_owner))
 		return capture_owner;
 	queue = get_relname_relid("change_queue", get_namespace_oid("crm_kpi", false));

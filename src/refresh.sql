@@ -119,6 +119,7 @@ CREATE FUNCTION crm_kpi.stage_fresh(table_name name, keys anyarray, compute name
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    key_column name := (SELECT t.key_columns[1] FROM crm_kpi.kpi_tables t WHERE t.table_name = stage_fresh.table_name);
     staged bigint;
 BEGIN
     -- A full batch (others may follow in the same transaction) truncates: else every batch would leave its rows
@@ -131,13 +132,14 @@ BEGIN
     GET DIAGNOSTICS staged = ROW_COUNT;
     -- The queries joining the scratch table are planned from its statistics, which autovacuum may have taken while
     -- it was empty (then every row count is estimated at 1: nested loops over thousands of rows). A large batch
-    -- measures its own rows; a small one costs little however it is planned.
+    -- measures its own rows (and its key, which the joins use: the other columns cost time and change no plan);
+    -- a small one costs little however it is planned.
     IF staged >= 500 THEN
-        EXECUTE format('ANALYZE crm_kpi.%I', 'staged_' || table_name);
+        EXECUTE format('ANALYZE crm_kpi.%I (%I)', 'staged_' || table_name, key_column);
     END IF;
 END $$;
 COMMENT ON FUNCTION crm_kpi.stage_fresh(name, anyarray, name) IS
-    'Replaces the rows of the scratch table crm_kpi.staged_<table> (by TRUNCATE for a full batch of crm_kpi.refresh_batch_size keys, else DELETE) by the fresh rows crm_kpi.<compute>(keys) of a KPI table for some keys (all when NULL), and analyzes it when they are 500 or more; callers hold the refresh lock';
+    'Replaces the rows of the scratch table crm_kpi.staged_<table> (by TRUNCATE for a full batch of crm_kpi.refresh_batch_size keys, else DELETE) by the fresh rows crm_kpi.<compute>(keys) of a KPI table for some keys (all when NULL), and analyzes it (its row count and first key column) when they are 500 or more; callers hold the refresh lock';
 
 -- Empty the scratch tables at the end of a run. (A rebuild writes the KPI tables without them: they hold at most
 -- the batches that followed it.)
