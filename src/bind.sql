@@ -264,7 +264,7 @@ BEGIN
     -- binding whose table has no capture triggers); the KPI tables are rebuilt at the next refresh.
     PERFORM crm_kpi.capture_attach(kind, source);
     INSERT INTO crm_kpi.source_bindings AS b (kind, source, mapping, bound_by)
-    VALUES (kind, source, mapping, binder::text)
+    VALUES (kind, source, mapping, pg_get_userbyid(binder))
     ON CONFLICT ON CONSTRAINT source_bindings_pkey
     DO UPDATE SET mapping = EXCLUDED.mapping, bound_by = EXCLUDED.bound_by, bound_at = now();
     -- (its trigger crm_kpi.hold_restored_binding() queued the rebuild)
