@@ -119,7 +119,6 @@ CREATE FUNCTION crm_kpi.stage_fresh(table_name name, keys anyarray, compute name
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    key_column name := (SELECT t.key_columns[1] FROM crm_kpi.kpi_tables t WHERE t.table_name = stage_fresh.table_name);
     staged bigint;
 BEGIN
     -- A full batch (others may follow in the same transaction) truncates: else every batch would leave its rows
@@ -135,7 +134,8 @@ BEGIN
     -- measures its own rows (and its key, which the joins use: the other columns cost time and change no plan);
     -- a small one costs little however it is planned.
     IF staged >= 500 THEN
-        EXECUTE format('ANALYZE crm_kpi.%I (%I)', 'staged_' || table_name, key_column);
+        EXECUTE format('ANALYZE crm_kpi.%I (%I)', 'staged_' || table_name,
+                       (SELECT t.key_columns[1] FROM crm_kpi.kpi_tables t WHERE t.table_name = stage_fresh.table_name));
     END IF;
 END $$;
 COMMENT ON FUNCTION crm_kpi.stage_fresh(name, anyarray, name) IS
