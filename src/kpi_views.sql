@@ -134,11 +134,12 @@ COMMENT ON TRIGGER rfm_segments_cover_grid ON crm_kpi.rfm_segments IS
     'At commit, refuses RFM segments that leave a cell of the 5 x 5 grid without a segment';
 
 CREATE VIEW crm_kpi.customer_kpis AS
-WITH e AS (SELECT as_of, active_window FROM crm_kpi.engine_state),
+WITH e AS (SELECT as_of, active_window, timezone FROM crm_kpi.engine_state),
 buyers AS (
     SELECT s.customer_id, (e.as_of - s.last_order_at) AS since_last,
            count(*) OVER () AS n,
-           rank() OVER (ORDER BY s.last_order_at) AS r_rank,
+           -- recency is in days: last orders on the same day (in the tables' time zone) rank alike
+           rank() OVER (ORDER BY (s.last_order_at AT TIME ZONE e.timezone)::date) AS r_rank,
            rank() OVER (ORDER BY s.orders) AS f_rank,
            rank() OVER (ORDER BY s.revenue) AS m_rank
     FROM crm_kpi.customer_stats s CROSS JOIN e
@@ -164,4 +165,4 @@ LEFT JOIN LATERAL (
            CASE WHEN s.orders >= 2 THEN coalesce(current_setting('crm_kpi.warning_factor', true), '2')::numeric ELSE 1 END AS threshold
     WHERE s.orders > 0 AND s.stage <> 'churned') w ON true;
 COMMENT ON VIEW crm_kpi.customer_kpis IS
-    'Per customer as of engine_state.as_of: stage, orders, revenue, first and last order, mean gap; RFM scores 1-5 by quintile of rank among buyers (5 best; equal values, equal scores) and the segment of crm_kpi.rfm_segments; the churn early warning (days since the last order over the mean gap, flagged above crm_kpi.warning_factor; with one order, over crm_kpi.active_window, flagged above 1), for buyers not churned';
+    'Per customer as of engine_state.as_of: stage, orders, revenue, first and last order, mean gap; RFM scores 1-5 by quintile of rank among buyers (5 best; equal values, equal scores; recency by the day of the last order in the tables'' time zone) and the segment of crm_kpi.rfm_segments; the churn early warning (days since the last order over the mean gap, flagged above crm_kpi.warning_factor; with one order, over crm_kpi.active_window, flagged above 1), for buyers not churned';
