@@ -47,8 +47,10 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(EXTENSION).control
 	         '\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \quit'; \
 	  cat $(SQL_PARTS); } > $@
 
-# Every object is rebuilt when a header changes (PGXS tracks no header dependencies here).
+# Every object is rebuilt when a header changes (PGXS tracks no header dependencies here), and the one that
+# holds the version when the control file changes.
 $(OBJS): $(wildcard src/*.h)
+src/info.o src/info.bc: $(EXTENSION).control
 
 .PHONY: test demo bench
 test:

@@ -311,13 +311,28 @@ WHERE target = '$default' AND source <> '$default' AND path IS NULL}),
 	'', "every known version has an update path to $default");
 my @earlier = split /\n/, $node->safe_psql('crm_orig', qq{
 SELECT version FROM pg_available_extension_versions WHERE name = 'crm_kpi' AND version <> '$default' ORDER BY version});
-# The extension's objects, with a digest of each function's definition.
+# The extension's objects, each with a digest of its definition: a function's; a view's query; a table's or
+# view's columns (name, type, not null, default), constraints, indexes and triggers; and its comment.
 my $fresh_catalog = q{
 SELECT string_agg(o, E'\n' ORDER BY o) FROM (
     SELECT pg_describe_object(d.classid, d.objid, d.objsubid)
-           || CASE WHEN p.prokind IN ('f', 'p') THEN ' ' || md5(pg_get_functiondef(p.oid)) ELSE '' END AS o
+           || CASE WHEN p.prokind IN ('f', 'p') THEN ' ' || md5(pg_get_functiondef(p.oid)) ELSE '' END
+           || CASE WHEN c.relkind IN ('v', 'm') THEN ' query ' || md5(pg_get_viewdef(c.oid)) ELSE '' END
+           || CASE WHEN c.relkind IN ('r', 'p', 'v', 'm', 'c') THEN ' ' || md5(concat_ws(E'\n',
+                  (SELECT string_agg(format('%s %s %s %s', a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                                            pg_get_expr(ad.adbin, ad.adrelid)), ', ' ORDER BY a.attnum)
+                   FROM pg_attribute a LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+                  (SELECT string_agg(k.conname || ' ' || pg_get_constraintdef(k.oid), ', ' ORDER BY k.conname)
+                   FROM pg_constraint k WHERE k.conrelid = c.oid),
+                  (SELECT string_agg(pg_get_indexdef(i.indexrelid), ', ' ORDER BY 1) FROM pg_index i WHERE i.indrelid = c.oid),
+                  (SELECT string_agg(pg_get_triggerdef(t.oid), ', ' ORDER BY 1) FROM pg_trigger t
+                   WHERE t.tgrelid = c.oid AND NOT t.tgisinternal))) ELSE '' END
+           || coalesce(' comment ' || md5(ds.description), '') AS o
     FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'crm_kpi'
     LEFT JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND p.oid = d.objid
+    LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
+    LEFT JOIN pg_description ds ON ds.classoid = d.classid AND ds.objoid = d.objid AND ds.objsubid = 0
     WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e') x};
 SKIP:
 {
