@@ -6,7 +6,8 @@
 #   2. the capture triggers' cost: bulk INSERT ... SELECT and COPY, and pgbench
 #      single-row inserts, with the triggers and without;
 #   3. crm_kpi.rebuild(), concurrently (the default) and not, against REFRESH
-#      MATERIALIZED VIEW of one view per KPI table;
+#      MATERIALIZED VIEW of one view per KPI table; then each once more with a
+#      quarter of work_mem and maintenance_work_mem;
 # each timed operation in a backend of its own, whose memory is recorded.
 # shellcheck shell=bash
 
@@ -20,15 +21,18 @@ KPI_DAYS=730
 KPI_CAPTURE_REPS=$((KPI_REPS + 1))
 KPI_LOAD_FILE=$STAGE/kpi_load.csv
 KPI_APP=crm_kpi_bench_timed
+# A quarter of the memory settings of scripts/bench.sh (work_mem 256MB, maintenance_work_mem 512MB).
+KPI_QUARTER="SET work_mem = '64MB'; SET maintenance_work_mem = '128MB'"
 
 psql_kpi() { psql_pg -d "dbname=$DB application_name=$KPI_APP" "$@"; }
 
 # Time one statement (bench.kpi_time) in a backend of its own while sampling
 # that backend's private memory (RssAnon) every 0.1 s.
-# Arguments: part, scenario, contender, rep, SQL (a SELECT returns the detail).
+# Arguments: part, scenario, contender, rep, SQL (a SELECT returns the detail),
+# and optionally a SET statement for that backend first.
 kpi_timed() {
 	local pid='' peak=0 job k v
-	psql_kpi -c "SELECT bench.kpi_time($1, '$2', '$3', $4, \$sql\$$5\$sql\$)" >/dev/null &
+	psql_kpi -c "${6:-SELECT}" -c "SELECT bench.kpi_time($1, '$2', '$3', $4, \$sql\$$5\$sql\$)" >/dev/null &
 	job=$!
 	while kill -0 "$job" 2>/dev/null; do
 		[ -n "$pid" ] || pid=$(psql_db -At -c "SELECT pid FROM pg_stat_activity WHERE application_name = '$KPI_APP'")
@@ -115,6 +119,11 @@ kpi_part_rebuild() {
 	            FROM bench.kpi_mv"
 	printf '%s\n' "SELECT format('INSERT INTO bench.meta SELECT %L, count(*) FROM crm_kpi.%I', 'kpi_count_' || table_name,
 	                              table_name) FROM bench.kpi_mv" '\gexec' | psql_db >/dev/null
+	# Memory follows the settings, not the data: once more each, with a quarter of work_mem and
+	# maintenance_work_mem (the same data).
+	kpi_timed 3 quarter 'crm_kpi.rebuild()' 1 'SELECT bench.kpi_engine(true)' "$KPI_QUARTER"
+	kpi_timed 3 quarter 'crm_kpi.rebuild(concurrently => false)' 1 'SELECT bench.kpi_engine(true, false)' "$KPI_QUARTER"
+	kpi_timed 3 quarter 'REFRESH MATERIALIZED VIEW' 1 'SELECT bench.kpi_refresh_mvs(false)' "$KPI_QUARTER"
 	say "KPI part 3: ${SECONDS}s"
 }
 
