@@ -4,13 +4,13 @@ CREATE FUNCTION crm_kpi.expression_problem(source regclass, expr text) RETURNS t
     AS 'MODULE_PATHNAME', 'crm_kpi_expression_problem'
     LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION crm_kpi.expression_problem(regclass, text) IS
-    'Why a binding''s SQL expression over a table is not allowed (NULL when it is): it must be one expression over the row, reading only readable tables and calling only non-volatile functions of pg_catalog';
+    'Why a binding''s SQL expression over a table is not allowed (NULL when it is): it must be one expression over the row, calling only non-volatile functions of pg_catalog. A table the caller cannot read (the source, or one a subquery reads) raises insufficient_privilege, as reading it would';
 
 CREATE FUNCTION crm_kpi.query_function_problem(query text, immutable_only boolean) RETURNS text
     AS 'MODULE_PATHNAME', 'crm_kpi_query_function_problem'
     LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION crm_kpi.query_function_problem(text, boolean) IS
-    'The first function (or operator''s) that a query, its views expanded and their row-level security policies applied, would call and a binding may not: one not of pg_catalog, a volatile one, or when immutable_only one that is not immutable; NULL when there is none. Raises the errors of parsing it';
+    'The first function (or operator''s) that a query, its views expanded and their row-level security policies applied, would call and a binding may not: one not of pg_catalog, a volatile one, or when immutable_only one that is not immutable; NULL when there is none. Raises the errors of parsing it, and insufficient_privilege for a table or view the caller cannot read, as running it would';
 
 -- The SQL of one mapped column: a column name (quoted) or {"expr": "..."} (parenthesized).
 CREATE FUNCTION crm_kpi.mapping_sql(mapped jsonb) RETURNS text

@@ -5,6 +5,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
+#include "executor/executor.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
@@ -56,6 +57,26 @@ bind_check_operator(Oid opno, Oid funcid, BindCheckContext *cx)
 							   cx);
 }
 
+/*
+ * Raise the executor's permission error if the caller may not read a table
+ * or view of a query tree (at any depth; the tables under a view as the view's
+ * owner), as running it would: the error ends the (sub)transaction, and with
+ * it the locks that parsing took, so no one holds a lock through these
+ * functions on a table they cannot read.
+ */
+static bool
+bind_check_perms_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+	{
+		ExecCheckRTPerms(((Query *) node)->rtable, true);
+		return query_tree_walker((Query *) node, bind_check_perms_walker, context, 0);
+	}
+	return expression_tree_walker(node, bind_check_perms_walker, context);
+}
+
 /* Walk an expression or query tree, stopping at the first problem */
 static bool
 bind_check_walker(Node *node, BindCheckContext *cx)
@@ -65,25 +86,11 @@ bind_check_walker(Node *node, BindCheckContext *cx)
 	if (IsA(node, Query))
 	{
 		Query	   *q = (Query *) node;
-		ListCell   *lc;
 
 		if (q->commandType != CMD_SELECT || q->hasModifyingCTE || q->rowMarks != NIL)
 		{
 			cx->problem = pstrdup(OidIsValid(cx->source) ? "expressions may only read" : "it does more than read");
 			return true;
-		}
-		/* an expression's subqueries: tables its binder can read (a view's are checked as the view's owner) */
-		foreach(lc, q->rtable)
-		{
-			RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
-
-			if (OidIsValid(cx->source) && rte->rtekind == RTE_RELATION && rte->relid != cx->source &&
-				pg_class_aclcheck(rte->relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-			{
-				cx->problem = psprintf("expressions may read only tables you can read, not %s",
-									   get_rel_name(rte->relid));
-				return true;
-			}
 		}
 		return query_tree_walker(q, bind_check_walker, cx, 0);
 	}
@@ -132,11 +139,11 @@ PG_FUNCTION_INFO_V1(crm_kpi_expression_problem);
 /*
  * Check one mapping expression over a source table: NULL when allowed, else
  * the problem. The expression must parse as exactly one expression of
- * "SELECT (expr) FROM source AS src", read no other table at that level, read
- * only tables the caller can read in subqueries, and call only non-volatile
- * functions and operators of pg_catalog, so that evaluating it later, by
- * whichever role refreshes the KPIs, reads data and does nothing else.
- * Syntax and name errors are raised as errors.
+ * "SELECT (expr) FROM source AS src", read no other table at that level, and
+ * call only non-volatile functions and operators of pg_catalog, so that
+ * evaluating it later, by whichever role refreshes the KPIs, reads data and
+ * does nothing else. Syntax and name errors are raised as errors, and so is a
+ * table (the source, or one a subquery reads) that the caller cannot read.
  */
 Datum
 crm_kpi_expression_problem(PG_FUNCTION_ARGS)
@@ -150,10 +157,16 @@ crm_kpi_expression_problem(PG_FUNCTION_ARGS)
 	Query	   *query;
 	BindCheckContext cx = {source, false, NULL};
 
+	AclResult	aclresult;
+
 	if (relname == NULL || nsp == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", source)));
+	/* before parsing locks it */
+	aclresult = pg_class_aclcheck(source, GetUserId(), ACL_SELECT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, get_relkind_objtype(get_rel_relkind(source)), relname);
 	sql = psprintf("SELECT (%s) FROM %s AS src", expr, quote_qualified_identifier(nsp, relname));
 	parsed = raw_parser(sql, RAW_PARSE_DEFAULT);
 	if (list_length(parsed) != 1)
@@ -165,6 +178,7 @@ crm_kpi_expression_problem(PG_FUNCTION_ARGS)
 		query->sortClause != NIL || query->limitCount != NULL || query->limitOffset != NULL ||
 		query->setOperations != NULL || query->cteList != NIL || query->distinctClause != NIL)
 		PG_RETURN_TEXT_P(cstring_to_text("an expression must be exactly one SQL expression over its table's row"));
+	bind_check_perms_walker((Node *) query, NULL);
 	if (bind_check_walker((Node *) query, &cx))
 		PG_RETURN_TEXT_P(cstring_to_text(cx.problem));
 	PG_RETURN_NULL();
@@ -176,7 +190,8 @@ PG_FUNCTION_INFO_V1(crm_kpi_query_function_problem);
  * row-level security policies applied: NULL when each one is a non-volatile
  * function of pg_catalog (an immutable one when immutable_only), else the
  * first that is not. PostgreSQL's own functions are in no pg_depend entry:
- * only the query tree names them all.
+ * only the query tree names them all. A table or view the caller cannot read
+ * is an error, as it would be for the query itself.
  */
 Datum
 crm_kpi_query_function_problem(PG_FUNCTION_ARGS)
@@ -184,11 +199,15 @@ crm_kpi_query_function_problem(PG_FUNCTION_ARGS)
 	char	   *sql = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	List	   *parsed = raw_parser(sql, RAW_PARSE_DEFAULT);
 	BindCheckContext cx = {InvalidOid, PG_GETARG_BOOL(1), NULL};
+	List	   *queries;
 	ListCell   *lc;
 
 	if (list_length(parsed) != 1)
 		PG_RETURN_TEXT_P(cstring_to_text("it must be exactly one statement"));
-	foreach(lc, QueryRewrite(parse_analyze_fixedparams(linitial_node(RawStmt, parsed), sql, NULL, 0, NULL)))
+	queries = QueryRewrite(parse_analyze_fixedparams(linitial_node(RawStmt, parsed), sql, NULL, 0, NULL));
+	foreach(lc, queries)
+		bind_check_perms_walker(lfirst(lc), NULL);
+	foreach(lc, queries)
 	{
 		if (bind_check_walker(lfirst(lc), &cx))
 			PG_RETURN_TEXT_P(cstring_to_text(cx.problem));

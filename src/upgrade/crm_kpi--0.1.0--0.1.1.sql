@@ -1,6 +1,6 @@
 -- crm_kpi 0.1.0 -> 0.1.1: RFM recency is scored by the day of the last order in crm_kpi.timezone (KPI_SPEC.md:
 -- days since the last order), so that last orders on the same day score alike. The view keeps its columns:
--- views built on it stay.
+-- views built on it stay. Vetting a binding's SQL raises insufficient_privilege for a table its caller cannot read.
 \echo Use "ALTER EXTENSION crm_kpi UPDATE TO '0.1.1'" to load this file. \quit
 
 CREATE OR REPLACE VIEW crm_kpi.customer_kpis AS
@@ -36,3 +36,9 @@ LEFT JOIN LATERAL (
     WHERE s.orders > 0 AND s.stage <> 'churned') w ON true;
 COMMENT ON VIEW crm_kpi.customer_kpis IS
     'Per customer as of engine_state.as_of: stage, orders, revenue, first and last order, mean gap; RFM scores 1-5 by quintile of rank among buyers (5 best; equal values, equal scores; recency by the day of the last order in the tables'' time zone) and the segment of crm_kpi.rfm_segments; the churn early warning (days since the last order over the mean gap, flagged above crm_kpi.warning_factor; with one order, over crm_kpi.active_window, flagged above 1), for buyers not churned';
+
+-- Vetting a binding's SQL raises insufficient_privilege for a table its caller cannot read (in the library).
+COMMENT ON FUNCTION crm_kpi.expression_problem(regclass, text) IS
+    'Why a binding''s SQL expression over a table is not allowed (NULL when it is): it must be one expression over the row, calling only non-volatile functions of pg_catalog. A table the caller cannot read (the source, or one a subquery reads) raises insufficient_privilege, as reading it would';
+COMMENT ON FUNCTION crm_kpi.query_function_problem(text, boolean) IS
+    'The first function (or operator''s) that a query, its views expanded and their row-level security policies applied, would call and a binding may not: one not of pg_catalog, a volatile one, or when immutable_only one that is not immutable; NULL when there is none. Raises the errors of parsing it, and insufficient_privilege for a table or view the caller cannot read, as running it would';

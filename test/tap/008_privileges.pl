@@ -331,6 +331,28 @@ for my $t (
 }
 no_trap('the refused calls');
 
+# Vetting a binding's SQL reads no table its caller cannot read, and leaves no lock on one: the permission error
+# ends the (sub)transaction, and with it the lock that parsing took, as running the query would.
+for my $t (
+	[ "SELECT crm_kpi.expression_problem('public.app_orders', 'amt')", 'an expression over it' ],
+	[ "SELECT crm_kpi.query_function_problem('SELECT amt FROM public.app_orders', false)", 'a query of it' ],
+	[ "SELECT crm_kpi.expression_problem('public.m_src', '(SELECT max(amt) FROM public.app_orders)')",
+		'a subquery of it in an expression over her own table' ])
+{
+	($ret, $out, $err) = $node->psql($DB, qq{\\set VERBOSITY verbose
+SET search_path = pg_catalog, pg_temp;  -- the harness's lock count calls none of her planted operators
+CREATE TABLE IF NOT EXISTS public.m_src (x int);
+BEGIN;
+SAVEPOINT s;
+$t->[0];
+ROLLBACK TO s;
+SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND relation = 'public.app_orders'::regclass;
+COMMIT;}, extra_params => [ '-U', 'mallory' ], on_error_stop => 0);
+	like($err, qr/ERROR:  42501: permission denied for table app_orders/,
+		"mallory vets $t->[1], a table of app's she cannot read: 42501");
+	is($out, '0', "and holds no lock on it after ($t->[1])");
+}
+
 # A table's owner binds and tracks her own table (the README: "Only the table's owner can bind or unbind it").
 # The calls run as the extension's owner for her: the capture triggers go on her table, the binding is hers.
 ($ret, $out, $err) = as_role('app', "SELECT crm_kpi.bind_source('orders', 'public.app_orders', $APP_MAPPING)");
