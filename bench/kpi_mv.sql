@@ -187,6 +187,14 @@ FROM ev WHERE ev.at IS NOT NULL
 GROUP BY 1, 2
 WITH NO DATA;
 
+CREATE MATERIALIZED VIEW bench.mv_rfm_cells AS
+SELECT (s.last_order_at AT TIME ZONE 'UTC')::date AS last_day, s.orders, s.acquisition_channel AS channel,
+       count(*) AS buyers, coalesce(sum(s.revenue), 0) AS revenue, sum(extract(epoch FROM s.last_order_at)) AS last_order_epoch
+FROM bench.mv_customer_stats s
+WHERE s.orders > 0
+GROUP BY 1, 2, 3
+WITH NO DATA;
+
 -- The KPI tables the views stand for, in refresh order (the order of crm_kpi.kpi_tables). The engine's
 -- per-customer parts of sales_daily (customer_days) are how it keeps that table and cohort_monthly, not
 -- KPIs: they have no view.

@@ -418,7 +418,8 @@ ORDER BY 1
 -- panel crm-kpi-customers 8 A
 SELECT g.segment AS "Segment", count(*) AS "Customers", sum(s.revenue) AS "Revenue", avg(s.orders) AS "Mean orders",
        avg(extract(epoch FROM (SELECT as_of FROM crm_kpi.engine_state) - s.last_at) / 86400) AS "Mean days since last order"
-FROM (SELECT b.*, (1 + 5 * (rank() OVER (ORDER BY b.last_at) - 1) / count(*) OVER ())::integer AS recency_score,
+FROM (SELECT b.*, (1 + 5 * (rank() OVER (ORDER BY (b.last_at AT TIME ZONE (SELECT timezone FROM crm_kpi.engine_state))::date) - 1)
+                      / count(*) OVER ())::integer AS recency_score,
              (1 + 5 * (rank() OVER (ORDER BY b.orders) - 1) / count(*) OVER ())::integer AS frequency_score
       FROM @buyers@ b) s
 JOIN crm_kpi.rfm_segments g ON g.recency_scores @> s.recency_score AND g.frequency_scores @> s.frequency_score

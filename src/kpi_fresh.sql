@@ -341,6 +341,32 @@ END;
 COMMENT ON FUNCTION crm_kpi.rollup_customer_counts(date[]) IS
     'crm_kpi.customer_counts counted from the stored crm_kpi.customer_stats (keys is ignored: all rows)';
 
+-- rfm_cells: the buyers of customer_stats counted per day of their last order, orders and channel, from the sources
+-- (fresh_) or from the stored table (rollup_). No stale key either: keys is ignored, all rows are returned.
+CREATE FUNCTION crm_kpi.fresh_rfm_cells(keys date[] DEFAULT NULL) RETURNS SETOF crm_kpi.rfm_cells
+    LANGUAGE sql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT (s.last_order_at AT TIME ZONE e.timezone)::date, s.orders, s.acquisition_channel, count(*),
+           coalesce(sum(s.revenue), 0), sum(extract(epoch FROM s.last_order_at))
+    FROM crm_kpi.fresh_customer_stats(NULL::bigint[]) s CROSS JOIN crm_kpi.engine_state e
+    WHERE s.orders > 0 GROUP BY 1, 2, 3;
+END;
+COMMENT ON FUNCTION crm_kpi.fresh_rfm_cells(date[]) IS
+    'crm_kpi.rfm_cells computed from the sources as of engine_state.as_of (keys is ignored: all rows)';
+
+CREATE FUNCTION crm_kpi.rollup_rfm_cells(keys date[] DEFAULT NULL) RETURNS SETOF crm_kpi.rfm_cells
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT (s.last_order_at AT TIME ZONE e.timezone)::date, s.orders, s.acquisition_channel, count(*),
+           coalesce(sum(s.revenue), 0), sum(extract(epoch FROM s.last_order_at))
+    FROM crm_kpi.customer_stats s CROSS JOIN crm_kpi.engine_state e
+    WHERE s.orders > 0 GROUP BY 1, 2, 3;
+END;
+COMMENT ON FUNCTION crm_kpi.rollup_rfm_cells(date[]) IS
+    'crm_kpi.rfm_cells counted from the stored crm_kpi.customer_stats (keys is ignored: all rows)';
+
 CREATE FUNCTION crm_kpi.fresh_customer_spells(ids bigint[] DEFAULT NULL) RETURNS SETOF crm_kpi.customer_spells
     LANGUAGE plpgsql STABLE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp

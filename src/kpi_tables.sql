@@ -161,6 +161,18 @@ CREATE TABLE crm_kpi.customer_events_daily (
 COMMENT ON TABLE crm_kpi.customer_events_daily IS
     'Customers'' events per day (in the tables'' time zone) and acquisition channel, from customer_stats and customer_spells as of engine_state.as_of: created (created_at), first completed order, leads ended (the later of the two, when both are known), active spells started and ended (their churn instant, in the future while they go on). Summed up to a day: customers created, buyers, leads, and active customers at its start';
 
+CREATE TABLE crm_kpi.rfm_cells (
+    last_day date NOT NULL,
+    orders bigint NOT NULL,
+    channel text,
+    buyers bigint NOT NULL,
+    revenue numeric NOT NULL,
+    last_order_epoch numeric NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (last_day, orders, channel)
+);
+COMMENT ON TABLE crm_kpi.rfm_cells IS
+    'The buyers of customer_stats (a completed order or more) counted per day of their last order (in the tables'' time zone), completed orders and acquisition channel: buyers, their revenue, and the sum of their last orders'' instants (epoch seconds). Enough to score RFM recency and frequency and to size and value the segments (crm_kpi.rfm_grid) without a row per customer';
+
 -- Per-customer contributions: what each customer adds to sales_daily and cohort_monthly. A recomputed customer
 -- changes those tables by the difference of its contributions, never by rescanning days or months.
 CREATE TABLE crm_kpi.customer_days (

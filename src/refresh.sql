@@ -27,7 +27,8 @@ INSERT INTO crm_kpi.kpi_tables VALUES
     ('marketing_monthly', 11, '{month,channel}', 'month', 'marketing', '{marketing,marketing_spend,customer,orders,customers}', 'fresh_marketing_monthly', 'add_marketing_delta'),
     ('churn_monthly', 12, '{month}', 'month', 'churn', '{churn,customer,orders,customers}', 'fresh_churn_monthly', 'add_churn_delta'),
     ('customer_counts', 13, '{channel,stage,lead_month}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_customer_counts', 'add_customer_counts_delta'),
-    ('customer_events_daily', 14, '{day,channel}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_customer_events_daily', 'add_customer_events_delta');
+    ('customer_events_daily', 14, '{day,channel}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_customer_events_daily', 'add_customer_events_delta'),
+    ('rfm_cells', 15, '{last_day,orders,channel}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_rfm_cells', 'add_rfm_cells_delta');
 
 CREATE TABLE crm_kpi.kpi_table_state (
     table_name name PRIMARY KEY REFERENCES crm_kpi.kpi_tables,

@@ -42,3 +42,128 @@ COMMENT ON FUNCTION crm_kpi.expression_problem(regclass, text) IS
     'Why a binding''s SQL expression over a table is not allowed (NULL when it is): it must be one expression over the row, calling only non-volatile functions of pg_catalog. A table the caller cannot read (the source, or one a subquery reads) raises insufficient_privilege, as reading it would';
 COMMENT ON FUNCTION crm_kpi.query_function_problem(text, boolean) IS
     'The first function (or operator''s) that a query, its views expanded and their row-level security policies applied, would call and a binding may not: one not of pg_catalog, a volatile one, or when immutable_only one that is not immutable; NULL when there is none. Raises the errors of parsing it, and insufficient_privilege for a table or view the caller cannot read, as running it would';
+
+
+-- The KPI table rfm_cells (buyers per day of the last order, orders and channel), its scratch table, how the engine
+-- keeps it, and the view rfm_grid over it (the RFM segment sizes without ranking every buyer); filled from the stored
+-- customer_stats, which it follows from then on.
+CREATE TABLE crm_kpi.rfm_cells (
+    last_day date NOT NULL,
+    orders bigint NOT NULL,
+    channel text,
+    buyers bigint NOT NULL,
+    revenue numeric NOT NULL,
+    last_order_epoch numeric NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (last_day, orders, channel)
+);
+COMMENT ON TABLE crm_kpi.rfm_cells IS
+    'The buyers of customer_stats (a completed order or more) counted per day of their last order (in the tables'' time zone), completed orders and acquisition channel: buyers, their revenue, and the sum of their last orders'' instants (epoch seconds). Enough to score RFM recency and frequency and to size and value the segments (crm_kpi.rfm_grid) without a row per customer';
+
+-- rfm_cells: the buyers of customer_stats counted per day of their last order, orders and channel, from the sources
+-- (fresh_) or from the stored table (rollup_). No stale key either: keys is ignored, all rows are returned.
+CREATE FUNCTION crm_kpi.fresh_rfm_cells(keys date[] DEFAULT NULL) RETURNS SETOF crm_kpi.rfm_cells
+    LANGUAGE sql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT (s.last_order_at AT TIME ZONE e.timezone)::date, s.orders, s.acquisition_channel, count(*),
+           coalesce(sum(s.revenue), 0), sum(extract(epoch FROM s.last_order_at))
+    FROM crm_kpi.fresh_customer_stats(NULL::bigint[]) s CROSS JOIN crm_kpi.engine_state e
+    WHERE s.orders > 0 GROUP BY 1, 2, 3;
+END;
+COMMENT ON FUNCTION crm_kpi.fresh_rfm_cells(date[]) IS
+    'crm_kpi.rfm_cells computed from the sources as of engine_state.as_of (keys is ignored: all rows)';
+
+CREATE FUNCTION crm_kpi.rollup_rfm_cells(keys date[] DEFAULT NULL) RETURNS SETOF crm_kpi.rfm_cells
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT (s.last_order_at AT TIME ZONE e.timezone)::date, s.orders, s.acquisition_channel, count(*),
+           coalesce(sum(s.revenue), 0), sum(extract(epoch FROM s.last_order_at))
+    FROM crm_kpi.customer_stats s CROSS JOIN crm_kpi.engine_state e
+    WHERE s.orders > 0 GROUP BY 1, 2, 3;
+END;
+COMMENT ON FUNCTION crm_kpi.rollup_rfm_cells(date[]) IS
+    'crm_kpi.rfm_cells counted from the stored crm_kpi.customer_stats (keys is ignored: all rows)';
+
+-- rfm_cells: each buyer counts once, under the day of its last order, its orders and its channel. A row left with no
+-- buyers is deleted.
+CREATE FUNCTION crm_kpi.add_rfm_cells_delta(ids bigint[]) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+    written bigint;
+    emptied tid[];
+BEGIN
+    WITH d AS (
+        SELECT (x.last_order_at AT TIME ZONE st.timezone)::date AS last_day, x.orders, x.channel,
+               sum(x.sign)::bigint AS buyers, sum(x.sign * x.revenue) AS revenue,
+               sum(x.sign * extract(epoch FROM x.last_order_at)) AS last_order_epoch
+        FROM (SELECT -1 AS sign, c.acquisition_channel AS channel, c.orders, c.revenue, c.last_order_at
+              FROM crm_kpi.customer_stats c WHERE c.customer_id = ANY(ids) AND c.orders > 0
+              UNION ALL
+              SELECT 1, f.acquisition_channel, f.orders, f.revenue, f.last_order_at
+              FROM crm_kpi.staged_customer_stats f WHERE f.orders > 0) x
+        GROUP BY 1, 2, 3),
+    up AS (
+        INSERT INTO crm_kpi.rfm_cells AS s
+        SELECT d.last_day, d.orders, d.channel, d.buyers, coalesce(d.revenue, 0), d.last_order_epoch FROM d
+        WHERE d.buyers <> 0 OR coalesce(d.revenue, 0) <> 0 OR d.last_order_epoch <> 0
+        ON CONFLICT (last_day, orders, channel) DO UPDATE SET
+            buyers = s.buyers + excluded.buyers, revenue = s.revenue + excluded.revenue,
+            last_order_epoch = s.last_order_epoch + excluded.last_order_epoch
+        RETURNING s.ctid, s.buyers)
+    SELECT count(*), array_agg(up.ctid) FILTER (WHERE up.buyers = 0) INTO written, emptied FROM up;
+    RETURN written + crm_kpi.delete_emptied('rfm_cells', emptied);
+END $$;
+COMMENT ON FUNCTION crm_kpi.add_rfm_cells_delta(bigint[]) IS
+    'Adds to crm_kpi.rfm_cells the staged fresh customer_stats of some customers minus their stored ones, deleting the rows left with no buyers; returns the rows written';
+
+-- The buyers of rfm_cells per RFM recency and frequency score, segment and channel: the scores of customer_kpis,
+-- computed from the buyers per day of the last order and per order count instead of ranking every buyer. (bigint
+-- arithmetic, as rank() and count() give there: the division truncates.)
+CREATE VIEW crm_kpi.rfm_grid AS
+WITH sums AS MATERIALIZED (
+    SELECT c.last_day, c.orders, sum(c.buyers)::bigint AS buyers
+    FROM crm_kpi.rfm_cells c GROUP BY GROUPING SETS ((c.last_day), (c.orders))),
+n AS MATERIALIZED (SELECT sum(s.buyers)::bigint AS n FROM sums s WHERE s.orders IS NOT NULL),
+-- a value's rank() among the buyers is 1 + the buyers of the smaller values; the scores of the days from the first
+-- day of a last order, and of the order counts from 1, as arrays
+recency AS MATERIALIZED (
+    SELECT min(x.last_day) AS first_day,
+           array_agg(x.score ORDER BY x.last_day) AS scores
+    FROM (SELECT d.day AS last_day, (1 + 5 * ((sum(s.buyers) OVER (ORDER BY d.day))::bigint - coalesce(s.buyers, 0)) / n.n)::integer AS score
+          FROM (SELECT generate_series(min(s.last_day), max(s.last_day), interval '1 day')::date AS day FROM sums s) d
+          LEFT JOIN sums s ON s.last_day = d.day AND s.orders IS NULL
+          CROSS JOIN n) x),
+frequency AS MATERIALIZED (
+    SELECT array_agg(x.score ORDER BY x.orders) AS scores
+    FROM (SELECT k.orders, (1 + 5 * ((sum(s.buyers) OVER (ORDER BY k.orders))::bigint - coalesce(s.buyers, 0)) / n.n)::integer AS score
+          FROM (SELECT generate_series(1, max(s.orders)) AS orders FROM sums s) k
+          LEFT JOIN sums s ON s.orders = k.orders AND s.last_day IS NULL
+          CROSS JOIN n) x),
+scored AS MATERIALIZED (
+    SELECT r.scores[c.last_day - r.first_day + 1] AS recency_score, f.scores[c.orders] AS frequency_score, c.channel,
+           sum(c.buyers)::bigint AS buyers, sum(c.revenue) AS revenue, sum(c.orders * c.buyers)::bigint AS orders,
+           sum(c.last_order_epoch) AS last_order_epoch
+    FROM crm_kpi.rfm_cells c CROSS JOIN recency r CROSS JOIN frequency f
+    GROUP BY 1, 2, 3)
+SELECT s.recency_score, s.frequency_score, g.segment, s.channel, s.buyers, s.revenue, s.orders,
+       (extract(epoch FROM e.as_of) * s.buyers - s.last_order_epoch) / 86400 AS days_since_last_order
+FROM scored s
+JOIN crm_kpi.rfm_segments g ON g.recency_scores @> s.recency_score AND g.frequency_scores @> s.frequency_score
+CROSS JOIN crm_kpi.engine_state e;
+COMMENT ON VIEW crm_kpi.rfm_grid IS
+    'The buyers of crm_kpi.rfm_cells per RFM recency and frequency score (those of crm_kpi.customer_kpis), segment and acquisition channel: buyers, their revenue and completed orders, and the days since their last orders as of engine_state.as_of, summed over them. Segment sizes: sum(buyers), sum(revenue), sum(orders) / sum(buyers) mean orders, sum(days_since_last_order) / sum(buyers) mean days since the last order, grouped by segment';
+
+INSERT INTO crm_kpi.kpi_tables VALUES
+    ('rfm_cells', 15, '{last_day,orders,channel}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_rfm_cells', 'add_rfm_cells_delta');
+INSERT INTO crm_kpi.kpi_table_state
+SELECT 'rfm_cells', s.watermark, s.last_refresh_at, s.last_duration, NULL, s.last_error, s.last_error_at
+FROM crm_kpi.kpi_table_state s WHERE s.table_name = 'customer_counts';
+CREATE UNLOGGED TABLE crm_kpi.staged_rfm_cells (LIKE crm_kpi.rfm_cells);
+COMMENT ON TABLE crm_kpi.staged_rfm_cells IS
+    'Scratch of the refresh engine: the fresh rows of crm_kpi.rfm_cells for the keys of the batch being refreshed; empty outside a refresh or rebuild';
+REVOKE EXECUTE ON FUNCTION crm_kpi.add_rfm_cells_delta(bigint[]) FROM PUBLIC;
+INSERT INTO crm_kpi.rfm_cells SELECT * FROM crm_kpi.rollup_rfm_cells(NULL::date[]);

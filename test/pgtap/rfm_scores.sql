@@ -4,7 +4,7 @@
 -- order; the segments of the built-in grid).
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(12);
+SELECT plan(16);
 SET client_min_messages = warning;
 -- Days are Tokyo days (UTC+9, no daylight saving time): 00:30 there is 15:30 UTC the day before.
 SET crm_kpi.timezone = 'Asia/Tokyo';
@@ -84,6 +84,36 @@ SELECT results_eq($$SELECT segment, customers, revenue FROM crm_kpi.rfm_report()
                   'rfm_report(): the buyers and revenue of each segment');
 SELECT is((SELECT count(*) FROM crm_kpi.rfm_report() WHERE customers = 0), 2::bigint,
           'rfm_report(): the segments without buyers (at risk, loyal) are listed with none');
+
+-- rfm_grid scores the same from the buyers per cell (day of the last order, orders, channel), without ranking them.
+SELECT results_eq($$SELECT recency_score, frequency_score, segment, channel, buyers FROM crm_kpi.rfm_grid ORDER BY 1, 2, 3, 4$$,
+                  $$SELECT r, f, segment, CASE WHEN customer_id % 2 = 0 THEN 'email' ELSE 'social' END, count(*)
+                    FROM expected GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4$$,
+                  'rfm_grid: the buyers per (R, F) cell, segment and channel');
+SELECT is((SELECT count(*) FROM (SELECT g.segment, sum(g.days_since_last_order) / sum(g.buyers) AS mean_days
+                                 FROM crm_kpi.rfm_grid g GROUP BY 1) m
+           JOIN (SELECT x.segment, avg(extract(epoch FROM e.as_of - f.last_at) / 86400) AS mean_days
+                 FROM expected x JOIN fixture f USING (customer_id) CROSS JOIN crm_kpi.engine_state e GROUP BY 1) w
+           USING (segment) WHERE abs(m.mean_days - w.mean_days) < 1e-9),
+          5::bigint, 'rfm_grid: the mean days since the last order of each segment');
+
+-- Without c1 (its order deleted), n = 9 and score = 1 + floor(5 (rank - 1) / 9): recency ranks 1 2 3 3 5 6 7 8 9
+-- score 1 1 2 2 3 3 4 4 5; frequency (orders 1 1 2 2 3 3 3 4 6) ranks 1 1 3 3 5 5 5 8 9 score 1 1 2 2 3 3 3 4 5.
+DELETE FROM crm.orders WHERE customer_id = 1;
+SELECT crm_kpi.refresh();
+CREATE TEMP TABLE expected2 (customer_id bigint, r integer, f integer, segment text);
+INSERT INTO expected2 VALUES
+    (2, 1, 1, 'lost'), (3, 1, 1, 'lost'), (4, 2, 2, 'hibernating'), (5, 2, 2, 'hibernating'),
+    (6, 3, 3, 'needs attention'), (7, 3, 3, 'needs attention'), (8, 4, 3, 'potential'), (9, 4, 4, 'champions'),
+    (10, 5, 5, 'champions');
+SELECT results_eq($$SELECT customer_id, recency_score, frequency_score, segment FROM crm_kpi.customer_kpis
+                    WHERE recency_score IS NOT NULL ORDER BY 1$$,
+                  $$SELECT customer_id, r, f, segment FROM expected2 ORDER BY 1$$,
+                  'after c1''s order is deleted and refreshed: the nine buyers scored again');
+SELECT results_eq($$SELECT recency_score, frequency_score, segment, channel, buyers FROM crm_kpi.rfm_grid ORDER BY 1, 2, 3, 4$$,
+                  $$SELECT r, f, segment, CASE WHEN customer_id % 2 = 0 THEN 'email' ELSE 'social' END, count(*)
+                    FROM expected2 GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4$$,
+                  'and rfm_grid too, its cells kept by the refresh');
 
 SELECT * FROM finish();
 ROLLBACK;
