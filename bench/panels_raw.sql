@@ -438,7 +438,7 @@ FROM (SELECT b.customer_id, b.acquisition_channel, b.orders, b.revenue, w.stage,
       FROM @buyers@ b CROSS JOIN crm_kpi.engine_state e
       CROSS JOIN LATERAL (SELECT crm_kpi.lifecycle_classify(e.as_of, 0, b.orders, b.first_at, b.last_at) AS stage) w) k
 WHERE stage <> 'churned' AND ratio > threshold AND coalesce(acquisition_channel, '(none)') IN (${channel:sqlstring})
-ORDER BY ratio DESC, customer_id
+ORDER BY ratio DESC, revenue DESC, customer_id
 LIMIT 50
 
 -- ====================================================================== Marketing and CAC

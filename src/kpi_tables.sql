@@ -122,6 +122,8 @@ COMMENT ON TABLE crm_kpi.customer_stats IS
 CREATE INDEX customer_stats_stage_until ON crm_kpi.customer_stats (stage_until);
 CREATE INDEX customer_stats_first_order ON crm_kpi.customer_stats (first_order_at);
 CREATE INDEX customer_stats_stage ON crm_kpi.customer_stats (stage);
+-- the churn early warning's most at-risk customers first (crm_kpi.early_warnings)
+CREATE INDEX customer_stats_warning ON crm_kpi.customer_stats (mean_gap) WHERE orders >= 2 AND stage <> 'churned';
 
 CREATE TABLE crm_kpi.customer_spells (
     customer_id bigint NOT NULL,

@@ -167,34 +167,35 @@ LEFT JOIN LATERAL (
 COMMENT ON VIEW crm_kpi.customer_kpis IS
     'Per customer as of engine_state.as_of: stage, orders, revenue, first and last order, mean gap; RFM scores 1-5 by quintile of rank among buyers (5 best; equal values, equal scores; recency by the day of the last order in the tables'' time zone) and the segment of crm_kpi.rfm_segments; the churn early warning (days since the last order over the mean gap, flagged above crm_kpi.warning_factor; with one order, over crm_kpi.active_window, flagged above 1), for buyers not churned';
 
--- The buyers of rfm_cells per RFM recency and frequency score, segment and channel: the scores of customer_kpis,
--- computed from the buyers per day of the last order and per order count instead of ranking every buyer. (bigint
--- arithmetic, as rank() and count() give there: the division truncates.)
-CREATE VIEW crm_kpi.rfm_grid AS
+-- RFM recency and frequency scores as arrays, from the buyers per day of the last order and per order count of
+-- rfm_cells instead of ranking every buyer: the scores of customer_kpis. (A value's rank() among the buyers is 1 + the
+-- buyers of the smaller values; bigint arithmetic, as rank() and count() give there: the division truncates.)
+CREATE VIEW crm_kpi.rfm_scales AS
 WITH sums AS MATERIALIZED (
     SELECT c.last_day, c.orders, sum(c.buyers)::bigint AS buyers
     FROM crm_kpi.rfm_cells c GROUP BY GROUPING SETS ((c.last_day), (c.orders))),
-n AS MATERIALIZED (SELECT sum(s.buyers)::bigint AS n FROM sums s WHERE s.orders IS NOT NULL),
--- a value's rank() among the buyers is 1 + the buyers of the smaller values; the scores of the days from the first
--- day of a last order, and of the order counts from 1, as arrays
-recency AS MATERIALIZED (
-    SELECT min(x.last_day) AS first_day,
-           array_agg(x.score ORDER BY x.last_day) AS scores
-    FROM (SELECT d.day AS last_day, (1 + 5 * ((sum(s.buyers) OVER (ORDER BY d.day))::bigint - coalesce(s.buyers, 0)) / n.n)::integer AS score
-          FROM (SELECT generate_series(min(s.last_day), max(s.last_day), interval '1 day')::date AS day FROM sums s) d
-          LEFT JOIN sums s ON s.last_day = d.day AND s.orders IS NULL
-          CROSS JOIN n) x),
-frequency AS MATERIALIZED (
-    SELECT array_agg(x.score ORDER BY x.orders) AS scores
-    FROM (SELECT k.orders, (1 + 5 * ((sum(s.buyers) OVER (ORDER BY k.orders))::bigint - coalesce(s.buyers, 0)) / n.n)::integer AS score
-          FROM (SELECT generate_series(1, max(s.orders)) AS orders FROM sums s) k
-          LEFT JOIN sums s ON s.orders = k.orders AND s.last_day IS NULL
-          CROSS JOIN n) x),
-scored AS MATERIALIZED (
-    SELECT r.scores[c.last_day - r.first_day + 1] AS recency_score, f.scores[c.orders] AS frequency_score, c.channel,
-           sum(c.buyers)::bigint AS buyers, sum(c.revenue) AS revenue, sum(c.orders * c.buyers)::bigint AS orders,
+n AS MATERIALIZED (SELECT sum(s.buyers)::bigint AS n FROM sums s WHERE s.orders IS NOT NULL)
+SELECT (SELECT min(s.last_day) FROM sums s) AS first_day,
+       (SELECT array_agg(x.score ORDER BY x.day)
+        FROM (SELECT d.day, (1 + 5 * ((sum(s.buyers) OVER (ORDER BY d.day))::bigint - coalesce(s.buyers, 0)) / n.n)::integer AS score
+              FROM (SELECT generate_series(min(s.last_day), max(s.last_day), interval '1 day')::date AS day FROM sums s) d
+              LEFT JOIN sums s ON s.last_day = d.day AND s.orders IS NULL
+              CROSS JOIN n) x) AS recency_scores,
+       (SELECT array_agg(x.score ORDER BY x.orders)
+        FROM (SELECT k.orders, (1 + 5 * ((sum(s.buyers) OVER (ORDER BY k.orders))::bigint - coalesce(s.buyers, 0)) / n.n)::integer AS score
+              FROM (SELECT generate_series(1, max(s.orders)) AS orders FROM sums s) k
+              LEFT JOIN sums s ON s.orders = k.orders AND s.last_day IS NULL
+              CROSS JOIN n) x) AS frequency_scores;
+COMMENT ON VIEW crm_kpi.rfm_scales IS
+    'The RFM scores of crm_kpi.customer_kpis as one row of arrays, from crm_kpi.rfm_cells: recency_scores[d - first_day + 1] is the recency score of a buyer whose last order fell on day d (in the tables'' time zone), frequency_scores[k] the frequency score of k completed orders';
+
+-- The buyers of rfm_cells per RFM recency and frequency score, segment and channel.
+CREATE VIEW crm_kpi.rfm_grid AS
+WITH scored AS MATERIALIZED (
+    SELECT x.recency_scores[c.last_day - x.first_day + 1] AS recency_score, x.frequency_scores[c.orders] AS frequency_score,
+           c.channel, sum(c.buyers)::bigint AS buyers, sum(c.revenue) AS revenue, sum(c.orders * c.buyers)::bigint AS orders,
            sum(c.last_order_epoch) AS last_order_epoch
-    FROM crm_kpi.rfm_cells c CROSS JOIN recency r CROSS JOIN frequency f
+    FROM crm_kpi.rfm_cells c CROSS JOIN crm_kpi.rfm_scales x
     GROUP BY 1, 2, 3)
 SELECT s.recency_score, s.frequency_score, g.segment, s.channel, s.buyers, s.revenue, s.orders,
        (extract(epoch FROM e.as_of) * s.buyers - s.last_order_epoch) / 86400 AS days_since_last_order
@@ -202,4 +203,4 @@ FROM scored s
 JOIN crm_kpi.rfm_segments g ON g.recency_scores @> s.recency_score AND g.frequency_scores @> s.frequency_score
 CROSS JOIN crm_kpi.engine_state e;
 COMMENT ON VIEW crm_kpi.rfm_grid IS
-    'The buyers of crm_kpi.rfm_cells per RFM recency and frequency score (those of crm_kpi.customer_kpis), segment and acquisition channel: buyers, their revenue and completed orders, and the days since their last orders as of engine_state.as_of, summed over them. Segment sizes: sum(buyers), sum(revenue), sum(orders) / sum(buyers) mean orders, sum(days_since_last_order) / sum(buyers) mean days since the last order, grouped by segment';
+    'The buyers of crm_kpi.rfm_cells per RFM recency and frequency score (those of crm_kpi.customer_kpis, from crm_kpi.rfm_scales), segment and acquisition channel: buyers, their revenue and completed orders, and the days since their last orders as of engine_state.as_of, summed over them. Segment sizes: sum(buyers), sum(revenue), sum(orders) / sum(buyers) mean orders, sum(days_since_last_order) / sum(buyers) mean days since the last order, grouped by segment';

@@ -1,6 +1,8 @@
 -- crm_kpi 0.1.0 -> 0.1.1: RFM recency is scored by the day of the last order in crm_kpi.timezone (KPI_SPEC.md:
--- days since the last order), so that last orders on the same day score alike. The view keeps its columns:
--- views built on it stay. Vetting a binding's SQL raises insufficient_privilege for a table its caller cannot read.
+-- days since the last order), so that last orders on the same day score alike; customer_kpis keeps its columns, so
+-- views built on it stay. The KPI table rfm_cells and the views rfm_scales and rfm_grid score RFM without ranking
+-- every buyer; early_warnings() takes channels and reads the shortest gaps first. Vetting a binding's SQL raises
+-- insufficient_privilege for a table its caller cannot read.
 \echo Use "ALTER EXTENSION crm_kpi UPDATE TO '0.1.1'" to load this file. \quit
 
 CREATE OR REPLACE VIEW crm_kpi.customer_kpis AS
@@ -43,10 +45,9 @@ COMMENT ON FUNCTION crm_kpi.expression_problem(regclass, text) IS
 COMMENT ON FUNCTION crm_kpi.query_function_problem(text, boolean) IS
     'The first function (or operator''s) that a query, its views expanded and their row-level security policies applied, would call and a binding may not: one not of pg_catalog, a volatile one, or when immutable_only one that is not immutable; NULL when there is none. Raises the errors of parsing it, and insufficient_privilege for a table or view the caller cannot read, as running it would';
 
-
 -- The KPI table rfm_cells (buyers per day of the last order, orders and channel), its scratch table, how the engine
--- keeps it, and the view rfm_grid over it (the RFM segment sizes without ranking every buyer); filled from the stored
--- customer_stats, which it follows from then on.
+-- keeps it, and the views rfm_scales and rfm_grid over it (RFM scores and segment sizes without ranking every
+-- buyer); filled from the stored customer_stats, which it follows from then on.
 CREATE TABLE crm_kpi.rfm_cells (
     last_day date NOT NULL,
     orders bigint NOT NULL,
@@ -120,34 +121,35 @@ END $$;
 COMMENT ON FUNCTION crm_kpi.add_rfm_cells_delta(bigint[]) IS
     'Adds to crm_kpi.rfm_cells the staged fresh customer_stats of some customers minus their stored ones, deleting the rows left with no buyers; returns the rows written';
 
--- The buyers of rfm_cells per RFM recency and frequency score, segment and channel: the scores of customer_kpis,
--- computed from the buyers per day of the last order and per order count instead of ranking every buyer. (bigint
--- arithmetic, as rank() and count() give there: the division truncates.)
-CREATE VIEW crm_kpi.rfm_grid AS
+-- RFM recency and frequency scores as arrays, from the buyers per day of the last order and per order count of
+-- rfm_cells instead of ranking every buyer: the scores of customer_kpis. (A value's rank() among the buyers is 1 + the
+-- buyers of the smaller values; bigint arithmetic, as rank() and count() give there: the division truncates.)
+CREATE VIEW crm_kpi.rfm_scales AS
 WITH sums AS MATERIALIZED (
     SELECT c.last_day, c.orders, sum(c.buyers)::bigint AS buyers
     FROM crm_kpi.rfm_cells c GROUP BY GROUPING SETS ((c.last_day), (c.orders))),
-n AS MATERIALIZED (SELECT sum(s.buyers)::bigint AS n FROM sums s WHERE s.orders IS NOT NULL),
--- a value's rank() among the buyers is 1 + the buyers of the smaller values; the scores of the days from the first
--- day of a last order, and of the order counts from 1, as arrays
-recency AS MATERIALIZED (
-    SELECT min(x.last_day) AS first_day,
-           array_agg(x.score ORDER BY x.last_day) AS scores
-    FROM (SELECT d.day AS last_day, (1 + 5 * ((sum(s.buyers) OVER (ORDER BY d.day))::bigint - coalesce(s.buyers, 0)) / n.n)::integer AS score
-          FROM (SELECT generate_series(min(s.last_day), max(s.last_day), interval '1 day')::date AS day FROM sums s) d
-          LEFT JOIN sums s ON s.last_day = d.day AND s.orders IS NULL
-          CROSS JOIN n) x),
-frequency AS MATERIALIZED (
-    SELECT array_agg(x.score ORDER BY x.orders) AS scores
-    FROM (SELECT k.orders, (1 + 5 * ((sum(s.buyers) OVER (ORDER BY k.orders))::bigint - coalesce(s.buyers, 0)) / n.n)::integer AS score
-          FROM (SELECT generate_series(1, max(s.orders)) AS orders FROM sums s) k
-          LEFT JOIN sums s ON s.orders = k.orders AND s.last_day IS NULL
-          CROSS JOIN n) x),
-scored AS MATERIALIZED (
-    SELECT r.scores[c.last_day - r.first_day + 1] AS recency_score, f.scores[c.orders] AS frequency_score, c.channel,
-           sum(c.buyers)::bigint AS buyers, sum(c.revenue) AS revenue, sum(c.orders * c.buyers)::bigint AS orders,
+n AS MATERIALIZED (SELECT sum(s.buyers)::bigint AS n FROM sums s WHERE s.orders IS NOT NULL)
+SELECT (SELECT min(s.last_day) FROM sums s) AS first_day,
+       (SELECT array_agg(x.score ORDER BY x.day)
+        FROM (SELECT d.day, (1 + 5 * ((sum(s.buyers) OVER (ORDER BY d.day))::bigint - coalesce(s.buyers, 0)) / n.n)::integer AS score
+              FROM (SELECT generate_series(min(s.last_day), max(s.last_day), interval '1 day')::date AS day FROM sums s) d
+              LEFT JOIN sums s ON s.last_day = d.day AND s.orders IS NULL
+              CROSS JOIN n) x) AS recency_scores,
+       (SELECT array_agg(x.score ORDER BY x.orders)
+        FROM (SELECT k.orders, (1 + 5 * ((sum(s.buyers) OVER (ORDER BY k.orders))::bigint - coalesce(s.buyers, 0)) / n.n)::integer AS score
+              FROM (SELECT generate_series(1, max(s.orders)) AS orders FROM sums s) k
+              LEFT JOIN sums s ON s.orders = k.orders AND s.last_day IS NULL
+              CROSS JOIN n) x) AS frequency_scores;
+COMMENT ON VIEW crm_kpi.rfm_scales IS
+    'The RFM scores of crm_kpi.customer_kpis as one row of arrays, from crm_kpi.rfm_cells: recency_scores[d - first_day + 1] is the recency score of a buyer whose last order fell on day d (in the tables'' time zone), frequency_scores[k] the frequency score of k completed orders';
+
+-- The buyers of rfm_cells per RFM recency and frequency score, segment and channel.
+CREATE VIEW crm_kpi.rfm_grid AS
+WITH scored AS MATERIALIZED (
+    SELECT x.recency_scores[c.last_day - x.first_day + 1] AS recency_score, x.frequency_scores[c.orders] AS frequency_score,
+           c.channel, sum(c.buyers)::bigint AS buyers, sum(c.revenue) AS revenue, sum(c.orders * c.buyers)::bigint AS orders,
            sum(c.last_order_epoch) AS last_order_epoch
-    FROM crm_kpi.rfm_cells c CROSS JOIN recency r CROSS JOIN frequency f
+    FROM crm_kpi.rfm_cells c CROSS JOIN crm_kpi.rfm_scales x
     GROUP BY 1, 2, 3)
 SELECT s.recency_score, s.frequency_score, g.segment, s.channel, s.buyers, s.revenue, s.orders,
        (extract(epoch FROM e.as_of) * s.buyers - s.last_order_epoch) / 86400 AS days_since_last_order
@@ -155,7 +157,7 @@ FROM scored s
 JOIN crm_kpi.rfm_segments g ON g.recency_scores @> s.recency_score AND g.frequency_scores @> s.frequency_score
 CROSS JOIN crm_kpi.engine_state e;
 COMMENT ON VIEW crm_kpi.rfm_grid IS
-    'The buyers of crm_kpi.rfm_cells per RFM recency and frequency score (those of crm_kpi.customer_kpis), segment and acquisition channel: buyers, their revenue and completed orders, and the days since their last orders as of engine_state.as_of, summed over them. Segment sizes: sum(buyers), sum(revenue), sum(orders) / sum(buyers) mean orders, sum(days_since_last_order) / sum(buyers) mean days since the last order, grouped by segment';
+    'The buyers of crm_kpi.rfm_cells per RFM recency and frequency score (those of crm_kpi.customer_kpis, from crm_kpi.rfm_scales), segment and acquisition channel: buyers, their revenue and completed orders, and the days since their last orders as of engine_state.as_of, summed over them. Segment sizes: sum(buyers), sum(revenue), sum(orders) / sum(buyers) mean orders, sum(days_since_last_order) / sum(buyers) mean days since the last order, grouped by segment';
 
 INSERT INTO crm_kpi.kpi_tables VALUES
     ('rfm_cells', 15, '{last_day,orders,channel}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_rfm_cells', 'add_rfm_cells_delta');
@@ -167,3 +169,69 @@ COMMENT ON TABLE crm_kpi.staged_rfm_cells IS
     'Scratch of the refresh engine: the fresh rows of crm_kpi.rfm_cells for the keys of the batch being refreshed; empty outside a refresh or rebuild';
 REVOKE EXECUTE ON FUNCTION crm_kpi.add_rfm_cells_delta(bigint[]) FROM PUBLIC;
 INSERT INTO crm_kpi.rfm_cells SELECT * FROM crm_kpi.rollup_rfm_cells(NULL::date[]);
+
+-- early_warnings() takes the channels too, and reads the customers with the shortest gaps first (through a partial
+-- index of customer_stats) instead of every buyer's ratio.
+-- the churn early warning's most at-risk customers first (crm_kpi.early_warnings)
+CREATE INDEX customer_stats_warning ON crm_kpi.customer_stats (mean_gap) WHERE orders >= 2 AND stage <> 'churned';
+DROP FUNCTION crm_kpi.early_warnings(integer);
+CREATE FUNCTION crm_kpi.early_warnings(max_rows integer DEFAULT 100, channels text[] DEFAULT NULL)
+    RETURNS TABLE (customer_id bigint, stage crm_kpi.lifecycle_stage, warning_ratio double precision,
+                   days_since_last_order numeric, mean_gap interval, orders bigint, revenue numeric, segment text)
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e crm_kpi.engine_state;
+    factor numeric := coalesce(current_setting('crm_kpi.warning_factor', true), '2')::numeric;
+    -- longer than any time since the last order of a buyer not churned (churned: no order for churn_after or longer)
+    reach double precision;
+    bound numeric;  -- a ratio that max_rows flagged customers reach, once known
+BEGIN
+    IF max_rows IS NULL OR max_rows < 1 THEN
+        RETURN;
+    END IF;
+    SELECT * INTO e FROM crm_kpi.engine_state;
+    reach := extract(epoch FROM e.churn_after + interval '1 day');
+    -- The highest ratios belong to the customers with the shortest gaps between orders: the ratio that max_rows of
+    -- the 4 x max_rows shortest reach bounds the max_rows-th from below. (NULL when fewer are flagged among them.)
+    SELECT min(x.ratio) INTO bound
+    FROM (SELECT w.ratio
+          FROM (SELECT s.last_order_at, s.mean_gap FROM crm_kpi.customer_stats s
+                WHERE s.orders >= 2 AND s.stage <> 'churned'
+                  AND (channels IS NULL OR coalesce(s.acquisition_channel, '(none)') = ANY (channels))
+                ORDER BY s.mean_gap LIMIT 4 * max_rows) s
+          CROSS JOIN LATERAL (SELECT extract(epoch FROM e.as_of - s.last_order_at)
+                                     / nullif(extract(epoch FROM s.mean_gap), 0) AS ratio) w
+          WHERE w.ratio > factor
+          ORDER BY w.ratio DESC LIMIT max_rows) x
+    HAVING count(*) = max_rows;
+    -- So only gaps up to reach / bound can rank (ratio = time since the last order / gap <= reach / gap), and
+    -- customers of one order (ratio = time since / active_window) only when bound x active_window < reach.
+    RETURN QUERY
+    SELECT c.customer_id, c.stage, c.ratio::double precision, c.since / 86400, c.mean_gap, c.orders, c.revenue,
+           (SELECT g.segment FROM crm_kpi.rfm_segments g
+            WHERE g.recency_scores @> sc.recency_scores[(c.last_order_at AT TIME ZONE e.timezone)::date - sc.first_day + 1]
+              AND g.frequency_scores @> sc.frequency_scores[c.orders])
+    FROM (SELECT s.*, w.since, w.ratio
+          FROM crm_kpi.customer_stats s
+          CROSS JOIN LATERAL (SELECT extract(epoch FROM e.as_of - s.last_order_at) AS since) t
+          CROSS JOIN LATERAL (SELECT t.since, t.since / nullif(extract(epoch FROM s.mean_gap), 0) AS ratio) w
+          WHERE s.orders >= 2 AND s.stage <> 'churned'
+            AND (bound IS NULL OR s.mean_gap <= make_interval(secs => reach / bound::double precision))
+            AND w.ratio > factor
+            AND (channels IS NULL OR coalesce(s.acquisition_channel, '(none)') = ANY (channels))
+          UNION ALL
+          SELECT s.*, t.since, t.since / extract(epoch FROM e.active_window)
+          FROM crm_kpi.customer_stats s
+          CROSS JOIN LATERAL (SELECT extract(epoch FROM e.as_of - s.last_order_at) AS since) t
+          WHERE (bound IS NULL OR bound::double precision * extract(epoch FROM e.active_window) < reach)
+            AND s.orders = 1 AND s.stage <> 'churned'
+            AND t.since > extract(epoch FROM e.active_window)
+            AND (channels IS NULL OR coalesce(s.acquisition_channel, '(none)') = ANY (channels))) c
+    CROSS JOIN crm_kpi.rfm_scales sc
+    ORDER BY c.ratio DESC, c.revenue DESC, c.customer_id
+    LIMIT max_rows;
+END $$;
+COMMENT ON FUNCTION crm_kpi.early_warnings(integer, text[]) IS
+    'The customers the churn early warning flags (of the given acquisition channels, ''(none)'' for those without; all when NULL), most at risk first (highest ratio of days since the last order to their usual gap), then by revenue; up to max_rows. Reads the customers with the shortest gaps first, so as not to compute every buyer''s ratio';

@@ -1,7 +1,7 @@
 -- reports.sql: crm_kpi.report() and its breakdowns against independent queries over the source tables.
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(20);
+SELECT plan(21);
 SET client_min_messages = warning;
 SET crm_kpi.timezone = 'UTC';
 SELECT crm_kpi.create_reference_schema('crm');
@@ -68,6 +68,28 @@ SELECT is((SELECT sum(customers)::bigint FROM crm_kpi.rfm_report()),
                                                             AND o.status = 'completed' AND o.ordered_at <= now())),
           'RFM segments partition the customers who have bought');
 SELECT ok((SELECT bool_and(warning_ratio > 0) AND count(*) <= 5 FROM crm_kpi.early_warnings(5)), 'early warnings: at most the limit, each with its ratio');
+-- early_warnings() reads the shortest gaps first: it must list what ranking every buyer's flag in customer_kpis lists.
+SELECT is((SELECT count(*) FROM (VALUES (1), (7), (50), (100000)) l (n)
+           CROSS JOIN (VALUES (NULL::text[]), ('{email}'), ('{(none),social,organic}')) c (channels)
+           CROSS JOIN LATERAL (
+               (SELECT customer_id, warning_ratio, segment FROM crm_kpi.early_warnings(l.n, c.channels)
+                EXCEPT ALL
+                SELECT customer_id, warning_ratio, segment
+                FROM (SELECT k.customer_id, k.warning_ratio::float8 AS warning_ratio, k.segment
+                      FROM crm_kpi.customer_kpis k
+                      WHERE k.early_warning
+                        AND (c.channels IS NULL OR coalesce(k.acquisition_channel, '(none)') = ANY (c.channels))
+                      ORDER BY k.warning_ratio DESC, k.revenue DESC, k.customer_id LIMIT l.n) k)
+               UNION ALL
+               (SELECT customer_id, warning_ratio, segment
+                FROM (SELECT k.customer_id, k.warning_ratio::float8 AS warning_ratio, k.segment
+                      FROM crm_kpi.customer_kpis k
+                      WHERE k.early_warning
+                        AND (c.channels IS NULL OR coalesce(k.acquisition_channel, '(none)') = ANY (c.channels))
+                      ORDER BY k.warning_ratio DESC, k.revenue DESC, k.customer_id LIMIT l.n) k
+                EXCEPT ALL
+                SELECT customer_id, warning_ratio, segment FROM crm_kpi.early_warnings(l.n, c.channels))) d),
+          0::bigint, 'early_warnings(n, channels) lists the top n of the customers customer_kpis flags (n = 1, 7, 50, all)');
 
 SELECT throws_ok($$SELECT * FROM crm_kpi.report('2024-01-01', '2024-02-01', 'fortnight')$$, '22023', NULL, 'an unknown grain is 22023');
 SELECT throws_ok($$SELECT * FROM crm_kpi.report('2024-02-01', '2024-01-01')$$, '22000', NULL, 'a report that ends before it starts is 22000');

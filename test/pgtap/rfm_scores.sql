@@ -4,7 +4,7 @@
 -- order; the segments of the built-in grid).
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(16);
+SELECT plan(18);
 SET client_min_messages = warning;
 -- Days are Tokyo days (UTC+9, no daylight saving time): 00:30 there is 15:30 UTC the day before.
 SET crm_kpi.timezone = 'Asia/Tokyo';
@@ -77,6 +77,10 @@ SELECT is((SELECT count(*) FROM crm_kpi.customer_kpis k JOIN fixture f USING (cu
           10::bigint, 'each ratio is the time since the last order over the gap (the active window with one order)');
 SELECT results_eq($$SELECT customer_id FROM crm_kpi.early_warnings(3)$$, ARRAY[4::bigint, 6, 7],
                   'early_warnings() lists the highest ratios first (c4 70/10, c6 69/10, c7 50/10), up to the limit');
+SELECT results_eq($$SELECT customer_id FROM crm_kpi.early_warnings(10, '{email}')$$, ARRAY[4::bigint, 6, 10, 2],
+                  'early_warnings() of the email customers (even ids): c4, c6, c10 (20/5), c2 (95/90)');
+SELECT results_eq($$SELECT customer_id FROM crm_kpi.early_warnings(10, '{social,(none)}')$$, ARRAY[7::bigint, 1],
+                  'early_warnings() of the social customers (odd ids) and those without a channel (none): c7, c1 (100/90)');
 SELECT results_eq($$SELECT segment, customers, revenue FROM crm_kpi.rfm_report() WHERE customers > 0 ORDER BY 1$$,
                   $$SELECT segment, count(*), sum(x.revenue) FROM expected
                     JOIN (SELECT customer_id, sum(amount) AS revenue FROM crm.orders WHERE status = 'completed' GROUP BY 1) x
