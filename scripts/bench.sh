@@ -103,6 +103,11 @@ STARTED=$(date +%s)
 STAGE=$(make_private_dir crm_kpi-bench)
 KEEP_DATA=0 # on a failed run the logs are kept, the data never
 begin_staged_run "benchmark logs"
+# The revision measured: the one staged now (commits made during the run do not change it).
+REVISION=$(git -C "$SRC_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git -C "$SRC_ROOT" status --porcelain -- src bench scripts Makefile ':!bench/RESULTS.md' 2>/dev/null)" ]; then
+	REVISION="$REVISION, with uncommitted changes"
+fi
 
 # Shared buffers large enough to hold every table (2GB), but never more than
 # a quarter of the machine's memory.
@@ -204,10 +209,6 @@ fi
 PG_VERSION=$(psql_db -At -c 'SHOW server_version')
 CRM_KPI_VERSION=$(psql_db -At -c "SELECT extversion FROM pg_extension WHERE extname = 'crm_kpi'")
 TDIGEST_VERSION=$(psql_db -At -c "SELECT extversion FROM pg_extension WHERE extname = 'tdigest'")
-REVISION=$(git -C "$SRC_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$SRC_ROOT" status --porcelain -- src bench scripts Makefile ':!bench/RESULTS.md' 2>/dev/null)" ]; then
-	REVISION="$REVISION, with uncommitted changes"
-fi
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 
 {
