@@ -183,7 +183,9 @@ DECLARE
     reach double precision;
     bound numeric;  -- a ratio that max_rows flagged customers reach, once known
 BEGIN
-    IF max_rows IS NULL OR max_rows < 1 THEN
+    IF max_rows < 0 THEN
+        RAISE EXCEPTION 'max_rows must not be negative: %', max_rows USING ERRCODE = 'invalid_parameter_value';
+    ELSIF max_rows IS NULL OR max_rows = 0 THEN
         RETURN;
     END IF;
     SELECT * INTO e FROM crm_kpi.engine_state;
@@ -195,7 +197,7 @@ BEGIN
           FROM (SELECT s.last_order_at, s.mean_gap FROM crm_kpi.customer_stats s
                 WHERE s.orders >= 2 AND s.stage <> 'churned'
                   AND (channels IS NULL OR coalesce(s.acquisition_channel, '(none)') = ANY (channels))
-                ORDER BY s.mean_gap LIMIT 4 * max_rows) s
+                ORDER BY s.mean_gap LIMIT 4 * max_rows::bigint) s
           CROSS JOIN LATERAL (SELECT extract(epoch FROM e.as_of - s.last_order_at)
                                      / nullif(extract(epoch FROM s.mean_gap), 0) AS ratio) w
           WHERE w.ratio > factor

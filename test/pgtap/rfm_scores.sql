@@ -4,7 +4,7 @@
 -- order; the segments of the built-in grid).
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(18);
+SELECT plan(20);
 SET client_min_messages = warning;
 -- Days are Tokyo days (UTC+9, no daylight saving time): 00:30 there is 15:30 UTC the day before.
 SET crm_kpi.timezone = 'Asia/Tokyo';
@@ -77,6 +77,10 @@ SELECT is((SELECT count(*) FROM crm_kpi.customer_kpis k JOIN fixture f USING (cu
           10::bigint, 'each ratio is the time since the last order over the gap (the active window with one order)');
 SELECT results_eq($$SELECT customer_id FROM crm_kpi.early_warnings(3)$$, ARRAY[4::bigint, 6, 7],
                   'early_warnings() lists the highest ratios first (c4 70/10, c6 69/10, c7 50/10), up to the limit');
+SELECT is((SELECT count(*) FROM crm_kpi.early_warnings(2147483647)), 6::bigint,
+          'early_warnings(the largest integer): all six flagged customers');
+SELECT throws_ok($$SELECT * FROM crm_kpi.early_warnings(-1)$$, '22023', 'max_rows must not be negative: -1',
+                 'early_warnings(-1): a negative limit is an error');
 SELECT results_eq($$SELECT customer_id FROM crm_kpi.early_warnings(10, '{email}')$$, ARRAY[4::bigint, 6, 10, 2],
                   'early_warnings() of the email customers (even ids): c4, c6, c10 (20/5), c2 (95/90)');
 SELECT results_eq($$SELECT customer_id FROM crm_kpi.early_warnings(10, '{social,(none)}')$$, ARRAY[7::bigint, 1],
