@@ -169,30 +169,30 @@ COMMENT ON VIEW crm_kpi.customer_kpis IS
 
 -- RFM recency and frequency scores as arrays, from the buyers per day of the last order and per order count of
 -- rfm_cells instead of ranking every buyer: the scores of customer_kpis. (A value's rank() among the buyers is 1 + the
--- buyers of the smaller values; bigint arithmetic, as rank() and count() give there: the division truncates.)
+-- buyers of the smaller values; bigint arithmetic, as rank() and count() give there: the division truncates.) Only
+-- the values that occur are listed, sorted, so that a far-off date costs nothing: width_bucket() finds one by binary
+-- search.
 CREATE VIEW crm_kpi.rfm_scales AS
 WITH sums AS MATERIALIZED (
     SELECT c.last_day, c.orders, sum(c.buyers)::bigint AS buyers
     FROM crm_kpi.rfm_cells c GROUP BY GROUPING SETS ((c.last_day), (c.orders))),
 n AS MATERIALIZED (SELECT sum(s.buyers)::bigint AS n FROM sums s WHERE s.orders IS NOT NULL)
-SELECT (SELECT min(s.last_day) FROM sums s) AS first_day,
-       (SELECT array_agg(x.score ORDER BY x.day)
-        FROM (SELECT d.day, (1 + 5 * ((sum(s.buyers) OVER (ORDER BY d.day))::bigint - coalesce(s.buyers, 0)) / n.n)::integer AS score
-              FROM (SELECT generate_series(min(s.last_day), max(s.last_day), interval '1 day')::date AS day FROM sums s) d
-              LEFT JOIN sums s ON s.last_day = d.day AND s.orders IS NULL
-              CROSS JOIN n) x) AS recency_scores,
-       (SELECT array_agg(x.score ORDER BY x.orders)
-        FROM (SELECT k.orders, (1 + 5 * ((sum(s.buyers) OVER (ORDER BY k.orders))::bigint - coalesce(s.buyers, 0)) / n.n)::integer AS score
-              FROM (SELECT generate_series(1, max(s.orders)) AS orders FROM sums s) k
-              LEFT JOIN sums s ON s.orders = k.orders AND s.last_day IS NULL
-              CROSS JOIN n) x) AS frequency_scores;
+SELECT r.days, r.recency_scores, f.order_counts, f.frequency_scores
+FROM (SELECT array_agg(x.last_day ORDER BY x.last_day) AS days, array_agg(x.score ORDER BY x.last_day) AS recency_scores
+      FROM (SELECT s.last_day, (1 + 5 * ((sum(s.buyers) OVER (ORDER BY s.last_day))::bigint - s.buyers) / n.n)::integer AS score
+            FROM sums s CROSS JOIN n WHERE s.last_day IS NOT NULL) x) r
+CROSS JOIN
+     (SELECT array_agg(x.orders ORDER BY x.orders) AS order_counts, array_agg(x.score ORDER BY x.orders) AS frequency_scores
+      FROM (SELECT s.orders, (1 + 5 * ((sum(s.buyers) OVER (ORDER BY s.orders))::bigint - s.buyers) / n.n)::integer AS score
+            FROM sums s CROSS JOIN n WHERE s.orders IS NOT NULL) x) f;
 COMMENT ON VIEW crm_kpi.rfm_scales IS
-    'The RFM scores of crm_kpi.customer_kpis as one row of arrays, from crm_kpi.rfm_cells: recency_scores[d - first_day + 1] is the recency score of a buyer whose last order fell on day d (in the tables'' time zone), frequency_scores[k] the frequency score of k completed orders';
+    'The RFM scores of crm_kpi.customer_kpis as one row of arrays, from crm_kpi.rfm_cells: recency_scores[i] is the recency score of the buyers whose last order fell on days[i] (in the tables'' time zone), frequency_scores[i] the frequency score of order_counts[i] completed orders; both sorted, so that recency_scores[width_bucket(day, days)] is the score of a day that occurs';
 
 -- The buyers of rfm_cells per RFM recency and frequency score, segment and channel.
 CREATE VIEW crm_kpi.rfm_grid AS
 WITH scored AS MATERIALIZED (
-    SELECT x.recency_scores[c.last_day - x.first_day + 1] AS recency_score, x.frequency_scores[c.orders] AS frequency_score,
+    SELECT x.recency_scores[width_bucket(c.last_day, x.days)] AS recency_score,
+           x.frequency_scores[width_bucket(c.orders, x.order_counts)] AS frequency_score,
            c.channel, sum(c.buyers)::bigint AS buyers, sum(c.revenue) AS revenue, sum(c.orders * c.buyers)::bigint AS orders,
            sum(c.last_order_epoch) AS last_order_epoch
     FROM crm_kpi.rfm_cells c CROSS JOIN crm_kpi.rfm_scales x

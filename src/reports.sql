@@ -208,8 +208,8 @@ BEGIN
     RETURN QUERY
     SELECT c.customer_id, c.stage, c.ratio::double precision, c.since / 86400, c.mean_gap, c.orders, c.revenue,
            (SELECT g.segment FROM crm_kpi.rfm_segments g
-            WHERE g.recency_scores @> sc.recency_scores[(c.last_order_at AT TIME ZONE e.timezone)::date - sc.first_day + 1]
-              AND g.frequency_scores @> sc.frequency_scores[c.orders])
+            WHERE g.recency_scores @> sc.recency_scores[width_bucket((c.last_order_at AT TIME ZONE e.timezone)::date, sc.days)]
+              AND g.frequency_scores @> sc.frequency_scores[width_bucket(c.orders, sc.order_counts)])
     FROM (SELECT s.*, w.since, w.ratio
           FROM crm_kpi.customer_stats s
           CROSS JOIN LATERAL (SELECT extract(epoch FROM e.as_of - s.last_order_at) AS since) t
