@@ -16,11 +16,16 @@ SQL_PARTS = $(wildcard src/schema.sql src/info.sql src/periods.sql src/counters.
 	src/sources.sql src/bind.sql \
 	src/kpi_tables.sql src/kpi_views.sql src/capture.sql src/bind_watch.sql src/worker.sql src/kpi_fresh.sql src/refresh.sql src/deltas.sql src/verify.sql src/reports.sql src/quality.sql \
 	src/reference_schema.sql src/sample_data.sql src/odoo.sql src/reader.sql)
-DATA_built = $(EXTENSION)--$(EXTVERSION).sql
-# Upgrade scripts from every released version (crm_kpi--<from>--<to>.sql), and the install script of
-# each released version frozen as it shipped (crm_kpi--<version>.sql), so that the update chain from
-# every earlier version can be installed and walked (test/tap/009_dump_restore.pl); by wildcard.
-DATA = $(wildcard src/upgrade/$(EXTENSION)--*.sql)
+# Upgrade scripts from every released version (crm_kpi--<from>--<to>.sql), by wildcard; and the install
+# script of each released version, assembled from its SQL files frozen as they shipped
+# (src/upgrade/<version>/), so that the update chain from every earlier version can be installed and
+# walked (test/tap/009_dump_restore.pl).
+SQL_PARTS_0.1.0 = $(addprefix src/upgrade/0.1.0/,schema.sql info.sql periods.sql counters.sql nps.sql csat.sql rate.sql \
+	purchase.sql sketch.sql lifecycle.sql sources.sql bind.sql \
+	kpi_tables.sql kpi_views.sql capture.sql bind_watch.sql worker.sql kpi_fresh.sql refresh.sql deltas.sql verify.sql reports.sql quality.sql \
+	reference_schema.sql sample_data.sql odoo.sql reader.sql)
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql $(EXTENSION)--0.1.0.sql
+DATA = $(wildcard src/upgrade/$(EXTENSION)--*--*.sql)
 
 # pg_regress (sql/ + expected/), isolation (test/isolation), TAP (test/tap).
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
@@ -46,6 +51,11 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(EXTENSION).control
 	{ printf '%s\n' '-- $(EXTENSION) $(EXTVERSION): generated from $(SQL_PARTS); edit those, not this file.' \
 	         '\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \quit'; \
 	  cat $(SQL_PARTS); } > $@
+
+$(EXTENSION)--0.1.0.sql: $(SQL_PARTS_0.1.0)
+	{ printf '%s\n' '-- $(EXTENSION) 0.1.0, as released: generated from src/upgrade/0.1.0/*.sql, which never change.' \
+	         '\echo Use "CREATE EXTENSION $(EXTENSION) VERSION '"'"'0.1.0'"'"'" to load this file. \quit'; \
+	  cat $^; } > $@
 
 # Every object is rebuilt when a header changes (PGXS tracks no header dependencies here), and the one that
 # holds the version when the control file changes.

@@ -1,0 +1,167 @@
+-- kpi_views.sql: week, month and quarter views over the daily KPI tables (exact rollups), and the rate views.
+
+DO $$
+DECLARE
+    grain text;
+    t record;
+BEGIN
+    FOR t IN SELECT * FROM (VALUES
+        ('sales', 'rep_id, channel',
+         'sum(orders)::bigint AS orders, sum(revenue) AS revenue, sum(new_customers)::bigint AS new_customers, '
+         'sum(reactivated_customers)::bigint AS reactivated_customers',
+         'orders, revenue, new and reactivated customers per rep and channel'),
+        ('pipeline', 'rep_id',
+         'sum(created)::bigint AS created, sum(won)::bigint AS won, sum(lost)::bigint AS lost, '
+         'sum(won_amount) AS won_amount, crm_kpi.rollup(sales_cycle) AS sales_cycle',
+         'opportunities created, won and lost, won amount and the sales-cycle sketch per rep'),
+        ('service', NULL,
+         'sum(opened)::bigint AS opened, sum(unanswered)::bigint AS unanswered, sum(resolved)::bigint AS resolved, '
+         'sum(resolved_within_sla)::bigint AS resolved_within_sla, crm_kpi.rollup(first_response) AS first_response, '
+         'crm_kpi.rollup(resolution) AS resolution, sum(replies_on_resolved)::bigint AS replies_on_resolved, '
+         'sum(complaints)::bigint AS complaints',
+         'tickets opened, unanswered, resolved (within SLA), response and resolution sketches, replies, complaints'),
+        ('satisfaction', NULL,
+         'crm_kpi.rollup(nps) AS nps, crm_kpi.rollup(csat) AS csat',
+         'the NPS and CSAT summaries')) AS v(family, dims, aggs, what)
+    LOOP
+        FOREACH grain IN ARRAY ARRAY['week', 'month', 'quarter'] LOOP
+            EXECUTE format('CREATE VIEW crm_kpi.%I AS SELECT date_trunc(%L, day)::date AS %I%s, %s '
+                           'FROM crm_kpi.%I GROUP BY 1%s',
+                           t.family || '_' || grain || 'ly', grain, grain,
+                           coalesce(', ' || t.dims, ''), t.aggs, t.family || '_daily',
+                           coalesce(', ' || t.dims, ''));
+            EXECUTE format('COMMENT ON VIEW crm_kpi.%I IS %L', t.family || '_' || grain || 'ly',
+                           format('crm_kpi.%s_daily rolled up by %s (%s start on Monday): %s',
+                                  t.family, grain, CASE grain WHEN 'week' THEN 'ISO weeks' ELSE grain || 's' END, t.what));
+        END LOOP;
+    END LOOP;
+END $$;
+
+CREATE VIEW crm_kpi.churn_rates AS
+SELECT month, customers_at_start, churned, customers_at_start - churned AS retained, new_customers, reactivated,
+       100 * churned::numeric / nullif(customers_at_start, 0) AS churn_rate,
+       100 - 100 * churned::numeric / nullif(customers_at_start, 0) AS retention_rate
+FROM crm_kpi.churn_monthly;
+COMMENT ON VIEW crm_kpi.churn_rates IS
+    'Monthly customer churn and retention rates (%): churned / customers at start, and its complement, so that the two add up to 100 exactly; NULL when no customer was active at the start';
+
+CREATE VIEW crm_kpi.marketing_cac AS
+SELECT month, channel, spend, new_customers, spend / nullif(new_customers, 0) AS cac
+FROM crm_kpi.marketing_monthly;
+COMMENT ON VIEW crm_kpi.marketing_cac IS
+    'Monthly CAC per channel: spend / new customers acquired through the channel (NULL when none)';
+
+CREATE VIEW crm_kpi.cohort_retention AS
+SELECT c.cohort_month, c.month_offset, c.month, c.customers, z.customers AS cohort_size,
+       100 * c.customers::numeric / nullif(z.customers, 0) AS retention,
+       100 * c.revenue / nullif(z.revenue, 0) AS revenue_retention
+FROM crm_kpi.cohort_monthly c
+JOIN crm_kpi.cohort_monthly z ON z.cohort_month = c.cohort_month AND z.month_offset = 0;
+COMMENT ON VIEW crm_kpi.cohort_retention IS
+    'Cohort retention: for each cohort and month offset k, the % of the cohort with a completed order in month k, and revenue in month k as % of month 0 (net revenue retention)';
+
+-- RFM segments from the R and F scores (rows: recency score, columns: frequency score). Users may edit them; the
+-- cells 1-5 x 1-5 are covered exactly once (overlaps are excluded at once, gaps refused at commit), so that each
+-- buyer has exactly one segment. Dumped: a restore brings the edited segments back over the built-in ones.
+CREATE TABLE crm_kpi.rfm_segments (
+    segment text PRIMARY KEY CHECK (segment <> ''),
+    recency_scores int4range NOT NULL CHECK (NOT isempty(recency_scores) AND recency_scores <@ int4range(1, 5, '[]')),
+    frequency_scores int4range NOT NULL CHECK (NOT isempty(frequency_scores) AND frequency_scores <@ int4range(1, 5, '[]')),
+    meaning text NOT NULL,
+    builtin boolean NOT NULL DEFAULT false,
+    CONSTRAINT rfm_segments_one_per_cell EXCLUDE USING gist (recency_scores WITH &&, frequency_scores WITH &&)
+);
+COMMENT ON TABLE crm_kpi.rfm_segments IS
+    'The RFM segment of each (recency score, frequency score) cell; the ranges cover the 5 x 5 grid exactly once (checked at commit). builtin: a segment as the extension installed it, which a segment inserted over its cells or under its name replaces; editing it makes it the user''s';
+INSERT INTO crm_kpi.rfm_segments VALUES
+    ('champions', '[4,5]', '[4,5]', 'bought recently and often', true),
+    ('loyal', '[3,3]', '[4,5]', 'buy often, a little less recently', true),
+    ('potential', '[4,5]', '[1,3]', 'recent, not yet frequent', true),
+    ('needs attention', '[3,3]', '[1,3]', 'middling recency and frequency', true),
+    ('at risk', '[1,2]', '[3,5]', 'used to buy often, not for a long time', true),
+    ('hibernating', '[2,2]', '[1,2]', 'few orders, long ago', true),
+    ('lost', '[1,1]', '[1,2]', 'few orders, longest ago', true);
+SELECT pg_catalog.pg_extension_config_dump('crm_kpi.rfm_segments', '');
+
+-- A segment written over the cells or under the name of built-in ones replaces them (so a restore, whose rows
+-- come after those CREATE EXTENSION inserted, brings back exactly the segments dumped); an edited one is the user's.
+CREATE FUNCTION crm_kpi.rfm_segments_replace() RETURNS trigger
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        NEW.builtin := false;
+    END IF;
+    DELETE FROM crm_kpi.rfm_segments g
+    WHERE g.builtin
+      AND (TG_OP = 'INSERT' OR g.segment <> OLD.segment)
+      AND (g.segment = NEW.segment
+           OR (g.recency_scores && NEW.recency_scores AND g.frequency_scores && NEW.frequency_scores));
+    RETURN NEW;
+END $$;
+COMMENT ON FUNCTION crm_kpi.rfm_segments_replace() IS
+    'Trigger of crm_kpi.rfm_segments: a segment inserted (or moved) over the cells or under the name of built-in segments replaces them; an updated segment is no longer built-in';
+CREATE TRIGGER rfm_segments_replace BEFORE INSERT OR UPDATE ON crm_kpi.rfm_segments
+    FOR EACH ROW EXECUTE FUNCTION crm_kpi.rfm_segments_replace();
+COMMENT ON TRIGGER rfm_segments_replace ON crm_kpi.rfm_segments IS
+    'Replaces the built-in segments that an inserted or moved segment covers or renames';
+
+-- At commit: every cell has a segment (overlaps cannot be written at all).
+CREATE FUNCTION crm_kpi.rfm_segments_check() RETURNS trigger
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    uncovered text := (SELECT string_agg(format('(%s, %s)', r, f), ', ' ORDER BY r, f)
+                       FROM generate_series(1, 5) r, generate_series(1, 5) f
+                       WHERE NOT EXISTS (SELECT FROM crm_kpi.rfm_segments g
+                                         WHERE g.recency_scores @> r AND g.frequency_scores @> f));
+BEGIN
+    IF uncovered IS NOT NULL THEN
+        RAISE EXCEPTION 'the RFM segments leave cells without a segment'
+            USING ERRCODE = 'check_violation',
+                  DETAIL = format('No segment of crm_kpi.rfm_segments covers the (recency score, frequency score) cells %s.', uncovered),
+                  HINT = 'Every cell of 1-5 x 1-5 needs exactly one segment: extend a segment, or add one, in the same transaction.';
+    END IF;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION crm_kpi.rfm_segments_check() IS
+    'Constraint trigger of crm_kpi.rfm_segments, at commit: raises check_violation when a cell of the 5 x 5 grid has no segment';
+CREATE CONSTRAINT TRIGGER rfm_segments_cover_grid AFTER INSERT OR UPDATE OR DELETE ON crm_kpi.rfm_segments
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION crm_kpi.rfm_segments_check();
+COMMENT ON TRIGGER rfm_segments_cover_grid ON crm_kpi.rfm_segments IS
+    'At commit, refuses RFM segments that leave a cell of the 5 x 5 grid without a segment';
+
+CREATE VIEW crm_kpi.customer_kpis AS
+WITH e AS (SELECT as_of, active_window FROM crm_kpi.engine_state),
+buyers AS (
+    SELECT s.customer_id, (e.as_of - s.last_order_at) AS since_last,
+           count(*) OVER () AS n,
+           rank() OVER (ORDER BY s.last_order_at) AS r_rank,
+           rank() OVER (ORDER BY s.orders) AS f_rank,
+           rank() OVER (ORDER BY s.revenue) AS m_rank
+    FROM crm_kpi.customer_stats s CROSS JOIN e
+    WHERE s.orders > 0),
+scored AS (
+    SELECT b.customer_id, b.since_last,
+           (1 + 5 * (b.r_rank - 1) / b.n)::integer AS recency_score,
+           (1 + 5 * (b.f_rank - 1) / b.n)::integer AS frequency_score,
+           (1 + 5 * (b.m_rank - 1) / b.n)::integer AS monetary_score
+    FROM buyers b)
+SELECT s.customer_id, s.stage, s.acquisition_channel, s.orders, s.revenue, s.first_order_at, s.last_order_at, s.mean_gap,
+       extract(epoch FROM sc.since_last) / 86400 AS days_since_last_order,
+       sc.recency_score, sc.frequency_score, sc.monetary_score, g.segment,
+       w.ratio AS warning_ratio,
+       coalesce(w.ratio > w.threshold, false) AS early_warning
+FROM crm_kpi.customer_stats s
+CROSS JOIN e
+LEFT JOIN scored sc ON sc.customer_id = s.customer_id
+LEFT JOIN crm_kpi.rfm_segments g ON g.recency_scores @> sc.recency_score AND g.frequency_scores @> sc.frequency_score
+LEFT JOIN LATERAL (
+    SELECT CASE WHEN s.orders >= 2 THEN extract(epoch FROM sc.since_last) / nullif(extract(epoch FROM s.mean_gap), 0)
+                ELSE extract(epoch FROM sc.since_last) / extract(epoch FROM e.active_window) END AS ratio,
+           CASE WHEN s.orders >= 2 THEN coalesce(current_setting('crm_kpi.warning_factor', true), '2')::numeric ELSE 1 END AS threshold
+    WHERE s.orders > 0 AND s.stage <> 'churned') w ON true;
+COMMENT ON VIEW crm_kpi.customer_kpis IS
+    'Per customer as of engine_state.as_of: stage, orders, revenue, first and last order, mean gap; RFM scores 1-5 by quintile of rank among buyers (5 best; equal values, equal scores) and the segment of crm_kpi.rfm_segments; the churn early warning (days since the last order over the mean gap, flagged above crm_kpi.warning_factor; with one order, over crm_kpi.active_window, flagged above 1), for buyers not churned';

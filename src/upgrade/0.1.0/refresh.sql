@@ -1,0 +1,597 @@
+-- refresh.sql: the refresh engine: stale keys in bounded batches, time passing, rebuild, run history.
+
+-- The KPI tables the engine keeps, in refresh order, with their keys and the queue targets that make them stale.
+CREATE TABLE crm_kpi.kpi_tables (
+    table_name name PRIMARY KEY,
+    position integer NOT NULL UNIQUE,
+    key_columns name[] NOT NULL,
+    key_grain text NOT NULL CHECK (key_grain IN ('day', 'month', 'customer', 'none')),
+    own_target text NOT NULL,
+    queue_targets text[] NOT NULL,
+    stage_function name NOT NULL,
+    delta_function name
+);
+COMMENT ON TABLE crm_kpi.kpi_tables IS
+    'The KPI tables kept by the refresh engine: their key columns (the first is the stale key, of grain day, month or customer; none: the table is kept by the customers'' differences alone), the queue target that refreshes them, every target whose pending keys may change them, the function computing their rows for stale keys (fresh_<table> from the sources, or rollup_<table> from the per-customer parts; crm_kpi.verify() always compares with fresh_<table>), and the function adding what a batch of recomputed customers changes in them (NULL: they have no part per customer, or are per customer)';
+INSERT INTO crm_kpi.kpi_tables VALUES
+    ('customer_stats', 1, '{customer_id}', 'customer', 'customer', '{customer,orders,customers,interactions}', 'fresh_customer_stats', NULL),
+    ('customer_spells', 2, '{customer_id,spell}', 'customer', 'customer', '{customer,orders,customers,interactions}', 'fresh_customer_spells', NULL),
+    ('customer_days', 3, '{customer_id,day,rep_id}', 'customer', 'customer', '{customer,orders,customers}', 'fresh_customer_days', NULL),
+    ('sales_daily', 4, '{day,rep_id,channel}', 'day', 'sales', '{sales,customer,orders,customers}', 'rollup_sales_daily', 'add_sales_delta'),
+    ('sales_channel_daily', 5, '{day,channel}', 'day', 'sales', '{sales,customer,orders,customers}', 'rollup_sales_channel_daily', 'add_sales_channel_delta'),
+    ('pipeline_daily', 6, '{day,rep_id}', 'day', 'pipeline', '{pipeline,opportunities}', 'fresh_pipeline_daily', NULL),
+    ('pipeline_total_daily', 7, '{day}', 'day', 'pipeline', '{pipeline,opportunities}', 'rollup_pipeline_total_daily', NULL),
+    ('service_daily', 8, '{day}', 'day', 'service', '{service,tickets}', 'fresh_service_daily', NULL),
+    ('satisfaction_daily', 9, '{day}', 'day', 'satisfaction', '{satisfaction,survey_responses}', 'fresh_satisfaction_daily', NULL),
+    ('cohort_monthly', 10, '{month,cohort_month}', 'month', 'cohort', '{cohort,customer,orders,customers}', 'rollup_cohort_monthly', 'add_cohort_delta'),
+    ('marketing_monthly', 11, '{month,channel}', 'month', 'marketing', '{marketing,marketing_spend,customer,orders,customers}', 'fresh_marketing_monthly', 'add_marketing_delta'),
+    ('churn_monthly', 12, '{month}', 'month', 'churn', '{churn,customer,orders,customers}', 'fresh_churn_monthly', 'add_churn_delta'),
+    ('customer_counts', 13, '{channel,stage,lead_month}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_customer_counts', 'add_customer_counts_delta'),
+    ('customer_events_daily', 14, '{day,channel}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_customer_events_daily', 'add_customer_events_delta');
+
+CREATE TABLE crm_kpi.kpi_table_state (
+    table_name name PRIMARY KEY REFERENCES crm_kpi.kpi_tables,
+    watermark timestamptz,
+    last_refresh_at timestamptz,
+    last_duration interval,
+    rows_touched bigint,
+    last_error text,
+    last_error_at timestamptz
+);
+INSERT INTO crm_kpi.kpi_table_state (table_name) SELECT table_name FROM crm_kpi.kpi_tables;
+COMMENT ON TABLE crm_kpi.kpi_table_state IS
+    'Per KPI table: watermark (every change committed before it is reflected), last refresh that touched it, its duration, rows written, last error';
+
+CREATE TABLE crm_kpi.refresh_history (
+    run_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    mode text NOT NULL,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL,
+    batches integer NOT NULL,
+    stale_keys bigint NOT NULL,
+    rows_touched bigint NOT NULL,
+    tables jsonb NOT NULL,
+    pending_after bigint,
+    error text
+);
+COMMENT ON SEQUENCE crm_kpi.refresh_history_run_id_seq IS 'Numbers the runs of crm_kpi.refresh_history';
+COMMENT ON TABLE crm_kpi.refresh_history IS
+    'Refresh and rebuild runs, newest last, capped at crm_kpi.history_limit rows: keys taken from the queue, rows written per table, keys left pending, error';
+
+-- Run with the settings the KPI tables were built with (and TimeZone = their zone, for interval arithmetic).
+CREATE FUNCTION crm_kpi.engine_apply(st crm_kpi.engine_state) RETURNS void
+    LANGUAGE sql VOLATILE STRICT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT set_config('TimeZone', st.timezone, true), set_config('crm_kpi.timezone', st.timezone, true),
+           set_config('crm_kpi.active_window', st.active_window::text, true),
+           set_config('crm_kpi.churn_after', st.churn_after::text, true),
+           set_config('crm_kpi.loyal_min_tenure', st.loyal_min_tenure::text, true),
+           set_config('crm_kpi.loyal_min_orders', st.loyal_min_orders::text, true),
+           set_config('crm_kpi.resolution_sla', st.resolution_sla::text, true);
+END;
+COMMENT ON FUNCTION crm_kpi.engine_apply(crm_kpi.engine_state) IS
+    'Sets, for the rest of the transaction, the time zone and lifecycle settings to those the KPI tables are computed with';
+
+-- Why the KPI tables need crm_kpi.rebuild(), or NULL.
+CREATE FUNCTION crm_kpi.rebuild_reason() RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN (SELECT CASE
+        WHEN crm_kpi.library_version() IS NULL THEN NULL  -- loads the library, which defines the settings
+        WHEN e.built_at IS NULL THEN 'never built (first fill, or restored from a dump)'
+        WHEN EXISTS (SELECT FROM crm_kpi.change_queue q WHERE q.target = '*') THEN 'a bound source was truncated, bound, unbound, or altered in what it reads'
+        ELSE nullif(concat_ws('; ',
+            CASE WHEN e.timezone <> current_setting('crm_kpi.timezone')
+                 THEN format('crm_kpi.timezone is %s, the tables use %s', current_setting('crm_kpi.timezone'), e.timezone) END,
+            CASE WHEN e.active_window <> current_setting('crm_kpi.active_window')::interval
+                 THEN format('crm_kpi.active_window is %s, the tables use %s', current_setting('crm_kpi.active_window'), e.active_window) END,
+            CASE WHEN e.churn_after <> current_setting('crm_kpi.churn_after')::interval
+                 THEN format('crm_kpi.churn_after is %s, the tables use %s', current_setting('crm_kpi.churn_after'), e.churn_after) END,
+            CASE WHEN e.loyal_min_tenure <> current_setting('crm_kpi.loyal_min_tenure')::interval
+                 THEN format('crm_kpi.loyal_min_tenure is %s, the tables use %s', current_setting('crm_kpi.loyal_min_tenure'), e.loyal_min_tenure) END,
+            CASE WHEN e.loyal_min_orders <> current_setting('crm_kpi.loyal_min_orders')::integer
+                 THEN format('crm_kpi.loyal_min_orders is %s, the tables use %s', current_setting('crm_kpi.loyal_min_orders'), e.loyal_min_orders) END,
+            CASE WHEN e.resolution_sla <> current_setting('crm_kpi.resolution_sla')::interval
+                 THEN format('crm_kpi.resolution_sla is %s, the tables use %s', current_setting('crm_kpi.resolution_sla'), e.resolution_sla) END), '')
+        END FROM crm_kpi.engine_state e);
+COMMENT ON FUNCTION crm_kpi.rebuild_reason() IS
+    'Why the KPI tables need crm_kpi.rebuild(): never built, a source truncated, bound, unbound or altered in what it reads, or a setting they depend on changed since; NULL when they do not';
+
+-- The scratch tables of the engine, crm_kpi.staged_<table>: the fresh rows of a batch, compared with the stored ones.
+-- Permanent, so that a worker running for months does not create a table (and a row type, that its caches keep) per
+-- batch; unlogged, since no row of theirs outlives the transaction that wrote it; used under the refresh lock only.
+DO $$
+DECLARE
+    t name;
+BEGIN
+    FOR t IN SELECT k.table_name FROM crm_kpi.kpi_tables k ORDER BY k.position LOOP
+        EXECUTE format('CREATE UNLOGGED TABLE crm_kpi.%I (LIKE crm_kpi.%I)', 'staged_' || t, t);
+        EXECUTE format('COMMENT ON TABLE crm_kpi.%I IS %L', 'staged_' || t,
+                       format('Scratch of the refresh engine: the fresh rows of crm_kpi.%I for the keys of the batch '
+                              'being refreshed; empty outside a refresh or rebuild', t));
+    END LOOP;
+END $$;
+
+-- Put the fresh rows of a KPI table for some keys (all when NULL) into its scratch table crm_kpi.staged_<table>.
+CREATE FUNCTION crm_kpi.stage_fresh(table_name name, keys anyarray, compute name) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    staged bigint;
+BEGIN
+    -- A full batch (others may follow in the same transaction) truncates: else every batch would leave its rows
+    -- dead in the table (no vacuum before commit) for the next batches to scan. A smaller one deletes: a TRUNCATE
+    -- costs a new file, a catalog update and the plans that read the table.
+    EXECUTE format(CASE WHEN keys IS NULL OR cardinality(keys) >= current_setting('crm_kpi.refresh_batch_size')::integer
+                        THEN 'TRUNCATE crm_kpi.%I' ELSE 'DELETE FROM crm_kpi.%I' END,
+                   'staged_' || table_name);
+    EXECUTE format('INSERT INTO crm_kpi.%I SELECT * FROM crm_kpi.%I($1)', 'staged_' || table_name, compute) USING keys;
+    GET DIAGNOSTICS staged = ROW_COUNT;
+    -- The queries joining the scratch table are planned from its statistics, which autovacuum may have taken while
+    -- it was empty (then every row count is estimated at 1: nested loops over thousands of rows). A large batch
+    -- measures its own rows (and its key, which the joins use: the other columns cost time and change no plan);
+    -- a small one costs little however it is planned.
+    IF staged >= 500 THEN
+        EXECUTE format('ANALYZE crm_kpi.%I (%I)', 'staged_' || table_name,
+                       (SELECT t.key_columns[1] FROM crm_kpi.kpi_tables t WHERE t.table_name = stage_fresh.table_name));
+    END IF;
+END $$;
+COMMENT ON FUNCTION crm_kpi.stage_fresh(name, anyarray, name) IS
+    'Replaces the rows of the scratch table crm_kpi.staged_<table> (by TRUNCATE for a full batch of crm_kpi.refresh_batch_size keys, else DELETE) by the fresh rows crm_kpi.<compute>(keys) of a KPI table for some keys (all when NULL), and analyzes it (its row count and first key column) when they are 500 or more; callers hold the refresh lock';
+
+-- Empty the scratch tables at the end of a run. (A rebuild writes the KPI tables without them: they hold at most
+-- the batches that followed it.)
+CREATE FUNCTION crm_kpi.clear_staged() RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t name;
+BEGIN
+    FOR t IN SELECT k.table_name FROM crm_kpi.kpi_tables k ORDER BY k.position LOOP
+        EXECUTE format('DELETE FROM crm_kpi.%I', 'staged_' || t);
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION crm_kpi.clear_staged() IS
+    'Empties the scratch tables crm_kpi.staged_<table> at the end of a refresh or rebuild run; callers hold the refresh lock';
+
+-- Replace every row of a KPI table by its fresh rows (a rebuild); returns the rows written (deleted, inserted).
+CREATE FUNCTION crm_kpi.replace_all(table_name name, compute name, key_grain text, concurrently boolean) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    SET default_tablespace = ''
+AS $$
+DECLARE
+    rel regclass := format('crm_kpi.%I', table_name)::regclass;
+    deleted bigint;
+    inserted bigint;
+    indexes jsonb := '[]';
+    i record;
+BEGIN
+    IF replace_all.concurrently THEN
+        -- Readers keep reading the old rows until the rebuild commits.
+        EXECUTE format('DELETE FROM %s', rel);
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+    ELSE
+        -- Readers wait (the caller holds the table in ACCESS EXCLUSIVE mode): an empty table without indexes, which
+        -- are built again after the insert, each by one sort, the way REFRESH MATERIALIZED VIEW builds them, instead
+        -- of growing a row at a time. The unique and primary key constraints are dropped and added again with their
+        -- index. Each comes back as it was: name, definition, tablespace, comments, CLUSTER and REPLICA IDENTITY marks.
+        -- (An index or constraint that another object depends on stays, and is kept up to date by the insert.)
+        deleted := 0;  -- TRUNCATE writes no row
+        EXECUTE format('TRUNCATE %s', rel);
+        SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY x.conname NULLS LAST, x.name), '[]') INTO indexes
+        FROM (SELECT c.relname AS name, k.conname,
+                     CASE WHEN k.oid IS NULL THEN pg_get_indexdef(c.oid) ELSE pg_get_constraintdef(k.oid) END AS def,
+                     ts.spcname AS tablespace, obj_description(c.oid, 'pg_class') AS comment,
+                     obj_description(k.oid, 'pg_constraint') AS constraint_comment,
+                     ix.indisclustered AS clustered, ix.indisreplident AS replident
+              FROM pg_index ix JOIN pg_class c ON c.oid = ix.indexrelid
+                   LEFT JOIN pg_tablespace ts ON ts.oid = c.reltablespace
+                   LEFT JOIN pg_constraint k ON k.conindid = ix.indexrelid AND k.conrelid = rel
+              WHERE ix.indrelid = rel AND (k.oid IS NULL OR k.contype IN ('p', 'u'))
+                -- not one that something else needs (a foreign key, a view grouping by the primary key): it stays
+                AND NOT EXISTS (SELECT FROM pg_depend d
+                                WHERE d.deptype = 'n' AND ((d.refclassid = 'pg_class'::regclass AND d.refobjid = ix.indexrelid)
+                                                           OR (d.refclassid = 'pg_constraint'::regclass AND d.refobjid = k.oid)))) x;
+        FOR i IN SELECT * FROM jsonb_to_recordset(indexes) AS (name name, conname name) LOOP
+            IF i.conname IS NULL THEN
+                EXECUTE format('DROP INDEX crm_kpi.%I', i.name);
+            ELSE
+                EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', rel, i.conname);
+            END IF;
+        END LOOP;
+    END IF;
+    -- In the order of the table's key: concurrently, its unique index grows at its right edge instead of at random
+    -- pages; and the rows of a key (a customer, a day) stay together, for the refreshes and readers that follow.
+    EXECUTE format('INSERT INTO %s SELECT * FROM crm_kpi.%I(NULL::%s) ORDER BY %s', rel, compute,
+                   CASE key_grain WHEN 'customer' THEN 'bigint[]' ELSE 'date[]' END,
+                   (SELECT string_agg(quote_ident(c), ', ') FROM crm_kpi.kpi_tables t, unnest(t.key_columns) c
+                    WHERE t.table_name = replace_all.table_name));
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    FOR i IN SELECT * FROM jsonb_to_recordset(indexes) AS (name name, conname name, def text, tablespace name, comment text,
+                                                           constraint_comment text, clustered boolean, replident boolean) LOOP
+        -- (Neither pg_get_indexdef nor pg_get_constraintdef names the index's tablespace.)
+        PERFORM set_config('default_tablespace', coalesce(i.tablespace, ''), true);
+        IF i.conname IS NULL THEN
+            EXECUTE i.def;
+        ELSE
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', rel, i.conname, i.def);
+            IF i.constraint_comment IS NOT NULL THEN
+                EXECUTE format('COMMENT ON CONSTRAINT %I ON %s IS %L', i.conname, rel, i.constraint_comment);
+            END IF;
+        END IF;
+        IF i.comment IS NOT NULL THEN
+            EXECUTE format('COMMENT ON INDEX crm_kpi.%I IS %L', i.name, i.comment);
+        END IF;
+        IF i.clustered THEN
+            EXECUTE format('ALTER TABLE %s CLUSTER ON %I', rel, i.name);
+        END IF;
+        IF i.replident THEN
+            EXECUTE format('ALTER TABLE %s REPLICA IDENTITY USING INDEX %I', rel, i.name);
+        END IF;
+    END LOOP;
+    RETURN deleted + inserted;
+END $$;
+COMMENT ON FUNCTION crm_kpi.replace_all(name, name, text, boolean) IS
+    'Replaces every row of a KPI table by crm_kpi.<compute>(NULL) (its rows for all keys): concurrently, by DELETE and an insert in key order (readers see the old rows until commit), else by TRUNCATE and an insert into the table without its indexes and unique constraints, which are built again after it, as they were (the caller holds the table in ACCESS EXCLUSIVE mode); returns the rows written: deleted (concurrently) and inserted';
+
+-- Make a KPI table equal to its staged fresh rows for those keys; returns the rows written (deleted + inserted).
+CREATE FUNCTION crm_kpi.apply_fresh(table_name name, keys anyarray) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key_column name := (SELECT t.key_columns[1] FROM crm_kpi.kpi_tables t WHERE t.table_name = apply_fresh.table_name);
+    deleted bigint;
+    inserted bigint;
+BEGIN
+    -- Rows equal to their fresh version (byte for byte) stay; the others are replaced.
+    EXECUTE format('DELETE FROM crm_kpi.%1$I t WHERE t.%3$I = ANY($1) '
+                   'AND NOT EXISTS (SELECT FROM crm_kpi.%2$I f WHERE f.%3$I = t.%3$I AND f OPERATOR(pg_catalog.*=) t)',
+                   table_name, 'staged_' || table_name, key_column) USING keys;
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    EXECUTE format('INSERT INTO crm_kpi.%1$I SELECT f.* FROM crm_kpi.%2$I f '
+                   'WHERE NOT EXISTS (SELECT FROM crm_kpi.%1$I t WHERE t.%3$I = ANY($1) AND t.%3$I = f.%3$I '
+                   '                  AND t OPERATOR(pg_catalog.*=) f)',
+                   table_name, 'staged_' || table_name, key_column) USING keys;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    RETURN deleted + inserted;
+END $$;
+COMMENT ON FUNCTION crm_kpi.apply_fresh(name, anyarray) IS
+    'Makes a KPI table equal to its staged fresh rows (crm_kpi.staged_<table>) for some keys, rewriting only the rows that differ; returns rows deleted + inserted';
+
+-- The churn months a batch of recomputed spells makes stale.
+CREATE FUNCTION crm_kpi.queue_spell_effects(ids bigint[]) RETURNS void
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+BEGIN
+    WITH old AS (SELECT * FROM crm_kpi.customer_spells WHERE customer_id = ANY(ids)),
+    fresh AS (SELECT * FROM crm_kpi.staged_customer_spells),
+    changed AS (SELECT c.customer_id FROM crm_kpi.changed_spells(ids) c),
+    -- months whose start lies in the activity of one version only (customers active at the start)
+    activity AS (
+        SELECT v.customer_id,
+               coalesce(range_agg(tstzrange(v.started_at, v.ended_at, '(]')) FILTER (WHERE v.is_old), '{}') AS before,
+               coalesce(range_agg(tstzrange(v.started_at, v.ended_at, '(]')) FILTER (WHERE NOT v.is_old), '{}') AS after
+        FROM (SELECT o.*, true AS is_old FROM old o UNION ALL SELECT f.*, false FROM fresh f) v
+        WHERE v.customer_id IN (SELECT customer_id FROM changed)
+        GROUP BY v.customer_id),
+    shifted AS (SELECT r FROM activity, unnest((before - after) + (after - before)) r),
+    months AS (
+        SELECT g::date AS month
+        FROM shifted, generate_series(date_trunc('month', lower(r) AT TIME ZONE st.timezone),
+                                      date_trunc('month', least(upper(r), st.as_of) AT TIME ZONE st.timezone),
+                                      interval '1 month') g
+        WHERE (g::timestamp AT TIME ZONE st.timezone) <@ r
+        UNION
+        -- months of acquisitions and reactivations that differ
+        SELECT date_trunc('month', x.started_at AT TIME ZONE st.timezone)::date
+        FROM ((SELECT customer_id, started_at, spell = 1 FROM old EXCEPT SELECT customer_id, started_at, spell = 1 FROM fresh)
+              UNION ALL
+              (SELECT customer_id, started_at, spell = 1 FROM fresh EXCEPT SELECT customer_id, started_at, spell = 1 FROM old))
+             AS x (customer_id, started_at, first)
+        UNION
+        -- months of churns (that happened) that differ
+        SELECT date_trunc('month', x.ended_at AT TIME ZONE st.timezone)::date
+        FROM ((SELECT customer_id, ended_at FROM old EXCEPT SELECT customer_id, ended_at FROM fresh)
+              UNION ALL
+              (SELECT customer_id, ended_at FROM fresh EXCEPT SELECT customer_id, ended_at FROM old)) AS x (customer_id, ended_at)
+        WHERE x.ended_at <= st.as_of)
+    INSERT INTO crm_kpi.change_queue (target, day) SELECT 'churn', month FROM months;
+END $$;
+COMMENT ON FUNCTION crm_kpi.queue_spell_effects(bigint[]) IS
+    'Queues the churn months that the staged fresh spells of some customers change: months they start in, churn in, or are active at the start of in one version only';
+
+-- Time passing: stages that change with time alone, churns that happened, a new month.
+CREATE FUNCTION crm_kpi.advance_time(new_as_of timestamptz) RETURNS void
+    LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+BEGIN
+    IF st.built_at IS NULL OR new_as_of <= st.as_of THEN
+        RETURN;
+    END IF;
+    INSERT INTO crm_kpi.change_queue (target, customer_id)
+    SELECT 'customer', s.customer_id FROM crm_kpi.customer_stats s WHERE s.stage_until <= new_as_of;
+    INSERT INTO crm_kpi.change_queue (target, day)
+    SELECT DISTINCT 'churn', date_trunc('month', p.ended_at AT TIME ZONE st.timezone)::date
+    FROM crm_kpi.customer_spells p WHERE p.ended_at > st.as_of AND p.ended_at <= new_as_of
+    UNION
+    SELECT 'churn', g::date
+    FROM generate_series(date_trunc('month', st.as_of AT TIME ZONE st.timezone) + interval '1 month',
+                         date_trunc('month', new_as_of AT TIME ZONE st.timezone), interval '1 month') g;
+    UPDATE crm_kpi.engine_state SET as_of = new_as_of;
+END $$;
+COMMENT ON FUNCTION crm_kpi.advance_time(timestamptz) IS
+    'Moves engine_state.as_of forward and queues what time alone changed: customers whose stage_until passed (index on it), months with churns that happened, months that began';
+
+-- One batch: up to crm_kpi.refresh_batch_size customers, or else as many days and months. Returns the keys taken.
+CREATE FUNCTION crm_kpi.refresh_batch(INOUT tables jsonb, OUT keys bigint) RETURNS record
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer := current_setting('crm_kpi.refresh_batch_size')::integer;
+    ids bigint[];
+    t record;
+    rows bigint;
+BEGIN
+    -- Keys captured under a source's kind become keys of the KPI families they make stale.
+    -- A routed key keeps the time its oldest change was queued at (the watermark is taken from the pending keys).
+    WITH taken AS (DELETE FROM crm_kpi.change_queue q
+                   WHERE q.target IN (SELECT k.kind FROM crm_kpi.capture_keys k)
+                   RETURNING q.target, q.day, q.customer_id, q.queued_at)
+    INSERT INTO crm_kpi.change_queue (target, day, customer_id, queued_at)
+    SELECT x.target, x.day, x.customer_id, min(x.queued_at)
+    FROM (SELECT r.target, CASE r.grain WHEN 'month' THEN date_trunc('month', k.day)::date ELSE k.day END AS day,
+                 NULL::bigint AS customer_id, k.queued_at
+          FROM taken k JOIN crm_kpi.queue_routes r ON r.kind = k.target
+          WHERE k.day IS NOT NULL AND (k.customer_id IS NULL OR NOT r.customerless_only)
+          UNION ALL
+          SELECT 'customer', NULL, k.customer_id, k.queued_at FROM taken k WHERE k.customer_id IS NOT NULL) x
+    GROUP BY x.target, x.day, x.customer_id;
+    GET DIAGNOSTICS rows = ROW_COUNT;
+    IF rows > 0 THEN
+        -- The queue's size swings between refreshes: without fresh statistics, the joins below may be planned
+        -- for an empty queue (nested loops over thousands of keys).
+        ANALYZE crm_kpi.change_queue;
+    END IF;
+    WITH picked AS (SELECT DISTINCT q.customer_id FROM crm_kpi.change_queue q
+                    WHERE q.target = 'customer' AND q.customer_id IS NOT NULL LIMIT n),
+    taken AS (DELETE FROM crm_kpi.change_queue q USING picked p
+              WHERE q.target = 'customer' AND q.customer_id = p.customer_id RETURNING q.customer_id)
+    SELECT array_agg(DISTINCT customer_id) INTO ids FROM taken;
+    IF ids IS NOT NULL THEN
+        PERFORM crm_kpi.report_activity(format('customers, %s of them (%s keys still queued)',
+                                               cardinality(ids), (SELECT count(*) FROM crm_kpi.change_queue)));
+        FOR t IN SELECT k.table_name, k.stage_function FROM crm_kpi.kpi_tables k WHERE k.key_grain = 'customer'
+                 ORDER BY k.position LOOP
+            PERFORM crm_kpi.stage_fresh(t.table_name, ids, t.stage_function);
+        END LOOP;
+        -- Before the customer tables are replaced: the tables summed over customers change by fresh - stored.
+        FOR t IN SELECT k.table_name, k.delta_function FROM crm_kpi.kpi_tables k
+                 WHERE k.delta_function IS NOT NULL ORDER BY k.position LOOP
+            EXECUTE format('SELECT crm_kpi.%I($1)', t.delta_function) INTO rows USING ids;
+            tables := jsonb_set(tables, ARRAY[t.table_name::text], to_jsonb(coalesce((tables ->> t.table_name)::bigint, 0) + rows));
+        END LOOP;
+        FOR t IN SELECT k.table_name FROM crm_kpi.kpi_tables k WHERE k.key_grain = 'customer' ORDER BY k.position LOOP
+            rows := crm_kpi.apply_fresh(t.table_name, ids);
+            tables := jsonb_set(tables, ARRAY[t.table_name::text], to_jsonb(coalesce((tables ->> t.table_name)::bigint, 0) + rows));
+        END LOOP;
+        keys := cardinality(ids);
+        RETURN;
+    END IF;
+    keys := 0;
+    FOR t IN
+        WITH picked AS (SELECT DISTINCT q.target, q.day FROM crm_kpi.change_queue q
+                        -- only keys of KPI families: a source's key committed since the routing above waits for the next batch
+                        WHERE q.target IN (SELECT k.own_target FROM crm_kpi.kpi_tables k WHERE k.key_grain IN ('day', 'month'))
+                          AND q.day IS NOT NULL LIMIT n),
+        taken AS (DELETE FROM crm_kpi.change_queue q USING picked p
+                  WHERE q.target = p.target AND q.day = p.day RETURNING q.target, q.day)
+        SELECT k.table_name, k.position, k.key_grain, k.stage_function, array_agg(DISTINCT taken.day) AS days
+        FROM taken JOIN crm_kpi.kpi_tables k ON k.own_target = taken.target
+        GROUP BY k.table_name, k.position, k.key_grain, k.stage_function ORDER BY k.position
+    LOOP
+        PERFORM crm_kpi.report_activity(format('%s, %s %s (%s keys still queued)', t.table_name,
+                                               cardinality(t.days), t.key_grain || 's',
+                                               (SELECT count(*) FROM crm_kpi.change_queue)));
+        PERFORM crm_kpi.stage_fresh(t.table_name, t.days, t.stage_function);
+        rows := crm_kpi.apply_fresh(t.table_name, t.days);
+        tables := jsonb_set(tables, ARRAY[t.table_name::text], to_jsonb(coalesce((tables ->> t.table_name)::bigint, 0) + rows));
+        keys := keys + cardinality(t.days);
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION crm_kpi.refresh_batch(jsonb) IS
+    'Takes one batch of stale keys from the queue (customers first, then days and months, at most crm_kpi.refresh_batch_size) and recomputes them; adds the rows written to the per-table counts';
+
+-- Adopt settings for a rebuild; returns whether the time zone changed.
+CREATE FUNCTION crm_kpi.adopt_settings(wanted crm_kpi.engine_state) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old_timezone text := (SELECT timezone FROM crm_kpi.engine_state);
+BEGIN
+    UPDATE crm_kpi.engine_state SET
+        timezone = wanted.timezone, active_window = wanted.active_window, churn_after = wanted.churn_after,
+        loyal_min_tenure = wanted.loyal_min_tenure, loyal_min_orders = wanted.loyal_min_orders,
+        resolution_sla = wanted.resolution_sla;
+    RETURN old_timezone IS DISTINCT FROM wanted.timezone;
+END $$;
+COMMENT ON FUNCTION crm_kpi.adopt_settings(crm_kpi.engine_state) IS
+    'Copies the time zone, lifecycle and SLA settings of a rebuild (crm_kpi.wanted_settings) into engine_state; true when the time zone changed';
+
+-- The work of refresh() and rebuild(), under the tables' own settings; records the run.
+CREATE FUNCTION crm_kpi.run_engine(full_rebuild boolean, adopt crm_kpi.engine_state, max_batches integer,
+                                   concurrently boolean)
+    RETURNS crm_kpi.refresh_history
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    SET TimeZone = 'UTC' SET crm_kpi.timezone = 'UTC' SET crm_kpi.active_window = '90 days'
+    SET crm_kpi.churn_after = '180 days' SET crm_kpi.loyal_min_tenure = '365 days'
+    SET crm_kpi.loyal_min_orders = 5 SET crm_kpi.resolution_sla = '72 hours' SET jit = off
+AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    checked timestamptz;
+    tables jsonb := '{}';
+    batches integer := 0;
+    keys bigint := 0;
+    b record;
+    t record;
+    rows bigint;
+    err text;
+    errstate text;
+    failed_table text;
+    reattach boolean := false;
+    run crm_kpi.refresh_history;
+BEGIN
+    BEGIN
+        -- Inside the block: a rebuild that fails keeps the settings the tables were built with.
+        IF adopt.timezone IS NOT NULL THEN
+            reattach := crm_kpi.adopt_settings(adopt);
+        END IF;
+        IF full_rebuild THEN
+            IF NOT run_engine.concurrently THEN
+                -- All at once, in one order: readers that wait for one table hold no other.
+                EXECUTE (SELECT 'LOCK TABLE ' || string_agg(format('crm_kpi.%I', k.table_name), ', ' ORDER BY k.position)
+                                || ' IN ACCESS EXCLUSIVE MODE' FROM crm_kpi.kpi_tables k);
+            END IF;
+            checked := clock_timestamp();
+            DELETE FROM crm_kpi.change_queue;
+            UPDATE crm_kpi.engine_state SET as_of = now(), built_at = now();
+            PERFORM crm_kpi.engine_apply(crm_kpi.engine_settings());
+            FOR b IN SELECT s.kind, s.source FROM crm_kpi.source_bindings s LOOP
+                IF reattach OR NOT crm_kpi.capture_ok(b.kind, b.source) THEN
+                    PERFORM crm_kpi.capture_attach(b.kind, b.source);
+                END IF;
+            END LOOP;
+            FOR t IN SELECT * FROM crm_kpi.kpi_tables ORDER BY position LOOP
+                failed_table := t.table_name;
+                rows := crm_kpi.replace_all(t.table_name, t.stage_function, t.key_grain, run_engine.concurrently);
+                tables := jsonb_set(tables, ARRAY[t.table_name::text], to_jsonb(rows));
+            END LOOP;
+            failed_table := NULL;
+            batches := 1;
+        ELSE
+            PERFORM crm_kpi.engine_apply(crm_kpi.engine_settings());
+            PERFORM crm_kpi.advance_time(now());
+        END IF;
+        LOOP
+            EXIT WHEN max_batches IS NOT NULL AND batches >= max_batches;
+            checked := clock_timestamp();
+            b := crm_kpi.refresh_batch(tables);
+            tables := b.tables;
+            EXIT WHEN b.keys = 0;
+            batches := batches + 1;
+            keys := keys + b.keys;
+        END LOOP;
+        IF keys > 0 THEN  -- only a batch that took keys stages rows (a worker finds none most of the time)
+            PERFORM crm_kpi.clear_staged();
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, errstate = RETURNED_SQLSTATE;
+        err := format('%s: %s', errstate, err);
+        tables := '{}';
+    END;
+    SELECT NULL, CASE WHEN full_rebuild THEN 'rebuild' ELSE 'refresh' END, started, clock_timestamp(), batches, keys,
+           coalesce((SELECT sum(value::bigint) FROM jsonb_each_text(tables)), 0), tables,
+           (SELECT count(*) FROM crm_kpi.change_queue), err
+      INTO run;
+    -- A run that found nothing to do is not recorded (a worker wakes every naptime).
+    IF full_rebuild OR keys > 0 OR err IS NOT NULL THEN
+        INSERT INTO crm_kpi.refresh_history (mode, started_at, finished_at, batches, stale_keys, rows_touched, tables,
+                                             pending_after, error)
+        VALUES (run.mode, run.started_at, run.finished_at, run.batches, run.stale_keys, run.rows_touched, run.tables,
+                run.pending_after, run.error)
+        RETURNING * INTO run;
+    END IF;
+    -- Every change committed before checked (the start of the last batch) was either refreshed or is pending, and a
+    -- pending key was queued no later than its change committed: the watermark is the older of checked and the
+    -- table's oldest pending key. (One pass over the queue, which may be large, for all the tables.)
+    WITH pending AS MATERIALIZED (SELECT q.target, min(q.queued_at) AS oldest FROM crm_kpi.change_queue q GROUP BY q.target)
+    UPDATE crm_kpi.kpi_table_state s SET
+        watermark = CASE WHEN err IS NULL
+                         THEN greatest(s.watermark,
+                                       least(checked, (SELECT min(p.oldest) FROM pending p
+                                                       WHERE p.target = ANY(k.queue_targets) OR p.target = '*')))
+                         ELSE s.watermark END,
+        last_refresh_at = CASE WHEN tables ? s.table_name THEN started ELSE s.last_refresh_at END,
+        last_duration = CASE WHEN tables ? s.table_name THEN run.finished_at - started ELSE s.last_duration END,
+        rows_touched = CASE WHEN tables ? s.table_name THEN (tables ->> s.table_name)::bigint ELSE s.rows_touched END,
+        last_error = CASE WHEN err IS NULL THEN NULL ELSE err END,
+        last_error_at = CASE WHEN err IS NULL THEN s.last_error_at ELSE run.finished_at END
+    FROM crm_kpi.kpi_tables k
+    WHERE k.table_name = s.table_name AND (err IS NULL OR failed_table IS NULL OR s.table_name = failed_table);
+    IF run.run_id IS NOT NULL THEN
+        DELETE FROM crm_kpi.refresh_history h
+        WHERE h.run_id <= run.run_id - current_setting('crm_kpi.history_limit')::bigint;
+    END IF;
+    IF err IS NOT NULL THEN
+        RAISE WARNING 'crm_kpi refresh failed: %', err
+            USING HINT = 'Nothing was written; the stale keys stay queued. See crm_kpi.status.';
+    END IF;
+    RETURN run;
+END $$;
+COMMENT ON FUNCTION crm_kpi.run_engine(boolean, crm_kpi.engine_state, integer, boolean) IS
+    'The work of crm_kpi.refresh() and crm_kpi.rebuild() under the settings the tables are built with (a rebuild first adopts the settings adopt, unless NULL; a failed one keeps the old; not concurrently, it holds every KPI table in ACCESS EXCLUSIVE mode): batches until the queue is empty (or max_batches), all or nothing, recorded in kpi_table_state and (unless there was nothing to do; run_id is then NULL) in refresh_history';
+
+CREATE FUNCTION crm_kpi.refresh(max_batches integer DEFAULT NULL) RETURNS crm_kpi.refresh_history
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    full_rebuild boolean;
+BEGIN
+    IF max_batches < 1 THEN
+        RAISE EXCEPTION 'max_batches must be at least 1, not %', max_batches USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM crm_kpi.library_version();  -- loads the library, so that its settings are defined
+    -- Each batch must see the keys committed before it (and the watermark assumes it).
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'the KPI tables are refreshed under READ COMMITTED only, not %', upper(current_setting('transaction_isolation'))
+            USING ERRCODE = 'active_sql_transaction',
+                  HINT = 'Call it outside a REPEATABLE READ or SERIALIZABLE transaction.';
+    END IF;
+    PERFORM pg_advisory_xact_lock(7226110472398251520);
+    full_rebuild := (SELECT built_at IS NULL FROM crm_kpi.engine_state)
+                    OR EXISTS (SELECT FROM crm_kpi.change_queue WHERE target = '*');
+    IF full_rebuild THEN
+        PERFORM crm_kpi.lifecycle_classify(now(), 0, 0, NULL, NULL);  -- raises if churn_after <= active_window
+        RETURN crm_kpi.run_engine(true, crm_kpi.wanted_settings(now()), max_batches, true);
+    END IF;
+    RETURN crm_kpi.run_engine(false, NULL, max_batches, true);
+END $$;
+COMMENT ON FUNCTION crm_kpi.refresh(integer) IS
+    'Brings the KPI tables up to date: recomputes the stale days, months and customers in batches (all, or max_batches) and what time alone changed; rebuilds instead when never built or a source was truncated, bound, unbound or altered in what it reads. One refresh at a time; writers never wait for it';
+
+CREATE FUNCTION crm_kpi.rebuild(concurrently boolean DEFAULT true) RETURNS crm_kpi.refresh_history
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF rebuild.concurrently IS NULL THEN
+        RAISE EXCEPTION 'concurrently must be true or false, not NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM crm_kpi.library_version();  -- loads the library, so that its settings are defined
+    -- Each batch must see the keys committed before it (and the watermark assumes it).
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'the KPI tables are refreshed under READ COMMITTED only, not %', upper(current_setting('transaction_isolation'))
+            USING ERRCODE = 'active_sql_transaction',
+                  HINT = 'Call it outside a REPEATABLE READ or SERIALIZABLE transaction.';
+    END IF;
+    PERFORM pg_advisory_xact_lock(7226110472398251520);
+    PERFORM crm_kpi.lifecycle_classify(now(), 0, 0, NULL, NULL);  -- raises if churn_after <= active_window
+    RETURN crm_kpi.run_engine(true, crm_kpi.wanted_settings(now()), NULL, rebuild.concurrently);
+END $$;
+COMMENT ON FUNCTION crm_kpi.rebuild(boolean) IS
+    'Recomputes every KPI table from scratch with the current settings (first fill, after a restore, after crm_kpi.timezone, churn_after or another setting they depend on changed). Concurrently (the default), readers keep the old rows until it commits; not concurrently, faster, and readers of the KPI tables wait for it, as for REFRESH MATERIALIZED VIEW';
