@@ -16,10 +16,10 @@ SQL_PARTS = $(wildcard src/schema.sql src/info.sql src/periods.sql src/counters.
 	src/sources.sql src/bind.sql \
 	src/kpi_tables.sql src/kpi_views.sql src/capture.sql src/bind_watch.sql src/worker.sql src/kpi_fresh.sql src/refresh.sql src/deltas.sql src/verify.sql src/reports.sql src/quality.sql \
 	src/reference_schema.sql src/sample_data.sql src/odoo.sql src/reader.sql)
-# Upgrade scripts from every released version (crm_kpi--<from>--<to>.sql), by wildcard; and the install
-# script of each released version, assembled from its SQL files frozen as they shipped
-# (src/upgrade/<version>/), so that the update chain from every earlier version can be installed and
-# walked (test/tap/009_dump_restore.pl).
+# Upgrade scripts from each released version to the next (crm_kpi--<from>--<to>.sql), by wildcard; and the
+# install script of the first release, assembled from its SQL files frozen as they shipped (src/upgrade/0.1.0/).
+# A later earlier version installs as 0.1.0 and the update chain up to it, so that the chain from every earlier
+# version can be installed and walked (test/tap/009_dump_restore.pl).
 SQL_PARTS_0.1.0 = $(addprefix src/upgrade/0.1.0/,schema.sql info.sql periods.sql counters.sql nps.sql csat.sql rate.sql \
 	purchase.sql sketch.sql lifecycle.sql sources.sql bind.sql \
 	kpi_tables.sql kpi_views.sql capture.sql bind_watch.sql worker.sql kpi_fresh.sql refresh.sql deltas.sql verify.sql reports.sql quality.sql \

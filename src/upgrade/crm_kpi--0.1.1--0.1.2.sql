@@ -1,0 +1,63 @@
+-- crm_kpi 0.1.1 -> 0.1.2: fresh_churn_monthly() counts many months in one pass over the spells, so that an order
+-- dated far in the past (a typing error such as year 1) no longer makes a refresh or verify() scan the spells once
+-- for each of its tens of thousands of months.
+\echo Use "ALTER EXTENSION crm_kpi UPDATE TO '0.1.2'" to load this file. \quit
+
+CREATE OR REPLACE FUNCTION crm_kpi.fresh_churn_monthly(months date[] DEFAULT NULL) RETURNS SETOF crm_kpi.churn_monthly
+    LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st crm_kpi.engine_state := crm_kpi.engine_settings();
+BEGIN
+    IF months IS NOT NULL AND cardinality(months) = 1 THEN
+        -- One month (as time passes): counted over the spells its index ranges select, those active in it.
+        RETURN QUERY EXECUTE format(
+            'WITH bounds AS (SELECT date_trunc(''month'', min(p.started_at) AT TIME ZONE %1$L)::date AS first_month, '
+            '                       date_trunc(''month'', %2$L::timestamptz AT TIME ZONE %1$L)::date AS last_month '
+            '                FROM crm_kpi.customer_spells p), '
+            'm AS (SELECT k.month, (k.month::timestamp AT TIME ZONE %1$L) AS s, '
+            '             ((k.month + interval ''1 month'')::timestamp AT TIME ZONE %1$L) AS e '
+            '      FROM bounds, (SELECT DISTINCT u FROM unnest($1::date[]) u) AS k (month) '
+            '      WHERE k.month BETWEEN bounds.first_month AND bounds.last_month) '
+            'SELECT m.month, '
+            '  (SELECT count(*) FROM crm_kpi.customer_spells p WHERE p.started_at < m.s AND p.ended_at >= m.s), '
+            '  (SELECT count(*) FROM crm_kpi.customer_spells p WHERE p.started_at < m.s AND p.ended_at >= m.s '
+            '                                                   AND p.ended_at < m.e AND p.ended_at <= %2$L), '
+            '  (SELECT count(*) FROM crm_kpi.customer_spells p WHERE p.spell = 1 AND p.started_at >= m.s AND p.started_at < m.e), '
+            '  (SELECT count(*) FROM crm_kpi.customer_spells p WHERE p.spell > 1 AND p.started_at >= m.s AND p.started_at < m.e) '
+            'FROM m',
+            st.timezone, st.as_of) USING months;
+        RETURN;
+    END IF;
+    -- Several months: one pass over the spells, whatever the number of months. Each spell's start and
+    -- end fall in a month, found by binary search among the months' first instants; the customers at the start
+    -- of a month are the spells started before it less those ended before it (a spell ends after it starts).
+    RETURN QUERY EXECUTE format(
+        'WITH bounds AS (SELECT date_trunc(''month'', min(p.started_at) AT TIME ZONE %1$L)::date AS first_month, '
+        '                       date_trunc(''month'', %2$L::timestamptz AT TIME ZONE %1$L)::date AS last_month '
+        '                FROM crm_kpi.customer_spells p), '
+        'm AS (SELECT row_number() OVER (ORDER BY g) AS i, g::date AS month, g AT TIME ZONE %1$L AS s, '
+        '             g > bounds.last_month AS beyond '
+        '      FROM bounds, LATERAL generate_series(bounds.first_month::timestamp, '
+        '                                           bounds.last_month::timestamp + interval ''1 month'', interval ''1 month'') g), '
+        'starts AS (SELECT array_agg(m.s ORDER BY m.i) AS a FROM m), '
+        'ev AS (SELECT width_bucket(p.started_at, starts.a) AS sb, width_bucket(p.ended_at, starts.a) AS eb, '
+        '              p.spell, p.ended_at <= %2$L AS happened '
+        '       FROM crm_kpi.customer_spells p, starts), '
+        'began AS (SELECT ev.sb AS i, count(*) AS n, count(*) FILTER (WHERE ev.spell = 1) AS new_customers, '
+        '                 count(*) FILTER (WHERE ev.spell > 1) AS reactivated FROM ev GROUP BY ev.sb), '
+        'ended AS (SELECT ev.eb AS i, count(*) AS n, count(*) FILTER (WHERE ev.happened AND ev.sb < ev.eb) AS churned '
+        '          FROM ev GROUP BY ev.eb), '
+        'x AS (SELECT m.month, m.beyond, '
+        '             sum(coalesce(b.n, 0) - coalesce(e.n, 0)) OVER (ORDER BY m.i ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS at_start, '
+        '             coalesce(e.churned, 0) AS churned, coalesce(b.new_customers, 0) AS new_customers, '
+        '             coalesce(b.reactivated, 0) AS reactivated '
+        '      FROM m LEFT JOIN began b ON b.i = m.i LEFT JOIN ended e ON e.i = m.i) '
+        'SELECT x.month, coalesce(x.at_start, 0)::bigint, x.churned, x.new_customers, x.reactivated FROM x '
+        'WHERE NOT x.beyond%3$s',
+        st.timezone, st.as_of,
+        CASE WHEN months IS NOT NULL THEN ' AND x.month = ANY($1)' ELSE '' END) USING months;
+END $$;
+COMMENT ON FUNCTION crm_kpi.fresh_churn_monthly(date[]) IS
+    'crm_kpi.churn_monthly computed from crm_kpi.customer_spells as of engine_state.as_of, for the given months (all when NULL): one month from the spells its index ranges select, more in one pass over the spells, so that a far-off first month costs a row per month, not a scan';
