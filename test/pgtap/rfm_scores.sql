@@ -4,7 +4,7 @@
 -- order; the segments of the built-in grid).
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(20);
+SELECT plan(22);
 SET client_min_messages = warning;
 -- Days are Tokyo days (UTC+9, no daylight saving time): 00:30 there is 15:30 UTC the day before.
 SET crm_kpi.timezone = 'Asia/Tokyo';
@@ -92,6 +92,17 @@ SELECT results_eq($$SELECT segment, customers, revenue FROM crm_kpi.rfm_report()
                   'rfm_report(): the buyers and revenue of each segment');
 SELECT is((SELECT count(*) FROM crm_kpi.rfm_report() WHERE customers = 0), 2::bigint,
           'rfm_report(): the segments without buyers (at risk, loyal) are listed with none');
+-- By hand from the table above: early warnings lost 2 (c1, c2), hibernating 1 (c4), needs attention 1 (c6),
+-- potential 1 (c7), champions 1 (c10); mean orders lost 1, hibernating 5/3, needs attention 3, potential 3, champions 5.
+SELECT results_eq($$SELECT segment, early_warnings, round(mean_orders, 9) FROM crm_kpi.rfm_report() WHERE customers > 0 ORDER BY 1$$,
+                  $$VALUES ('champions', 1::bigint, 5.000000000), ('hibernating', 1, 1.666666667), ('lost', 2, 1.000000000),
+                           ('needs attention', 1, 3.000000000), ('potential', 1, 3.000000000)$$,
+                  'rfm_report(): the early warnings and mean orders of each segment');
+SELECT is((SELECT count(*) FROM crm_kpi.rfm_report() r
+           JOIN (SELECT x.segment, avg(extract(epoch FROM e.as_of - f.last_at) / 86400) AS mean_days
+                 FROM expected x JOIN fixture f USING (customer_id) CROSS JOIN crm_kpi.engine_state e GROUP BY 1) w
+           USING (segment) WHERE abs(r.mean_days_since_last_order - w.mean_days) < 1e-9),
+          5::bigint, 'rfm_report(): the mean days since the last order of each segment');
 
 -- rfm_grid scores the same from the buyers per cell (day of the last order, orders, channel), without ranking them.
 SELECT results_eq($$SELECT recency_score, frequency_score, segment, channel, buyers FROM crm_kpi.rfm_grid ORDER BY 1, 2, 3, 4$$,
