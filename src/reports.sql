@@ -166,11 +166,12 @@ BEGIN ATOMIC
         SELECT r.segment, sum(r.buyers) AS customers, sum(r.revenue) AS revenue, sum(r.orders) AS orders,
                sum(r.days_since_last_order) AS days
         FROM crm_kpi.rfm_grid r GROUP BY r.segment),
+    sc AS MATERIALIZED (SELECT * FROM crm_kpi.rfm_scales),
     warned AS (
         SELECT g.segment, count(*) AS n
         FROM crm_kpi.customer_stats s
         CROSS JOIN crm_kpi.engine_state e
-        CROSS JOIN crm_kpi.rfm_scales sc
+        CROSS JOIN sc
         JOIN crm_kpi.rfm_segments g
           ON g.recency_scores @> sc.recency_scores[width_bucket((s.last_order_at AT TIME ZONE e.timezone)::date, sc.days)]
          AND g.frequency_scores @> sc.frequency_scores[width_bucket(s.orders, sc.order_counts)]
@@ -228,6 +229,8 @@ BEGIN
     -- So only gaps up to reach / bound can rank (ratio = time since the last order / gap <= reach / gap), and
     -- customers of one order (ratio = time since / active_window) only when bound x active_window < reach.
     RETURN QUERY
+    -- (the scales computed once: joined to every candidate, the view would be computed again for each)
+    WITH sc AS MATERIALIZED (SELECT * FROM crm_kpi.rfm_scales)
     SELECT c.customer_id, c.stage, c.ratio::double precision, c.since / 86400, c.mean_gap, c.orders, c.revenue,
            (SELECT g.segment FROM crm_kpi.rfm_segments g
             WHERE g.recency_scores @> sc.recency_scores[width_bucket((c.last_order_at AT TIME ZONE e.timezone)::date, sc.days)]
@@ -248,7 +251,7 @@ BEGIN
             AND s.orders = 1 AND s.stage <> 'churned'
             AND t.since > extract(epoch FROM e.active_window)
             AND (channels IS NULL OR coalesce(s.acquisition_channel, '(none)') = ANY (channels))) c
-    CROSS JOIN crm_kpi.rfm_scales sc
+    CROSS JOIN sc
     ORDER BY c.ratio DESC, c.revenue DESC, c.customer_id
     LIMIT max_rows;
 END $$;

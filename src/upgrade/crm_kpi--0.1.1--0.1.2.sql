@@ -1,7 +1,7 @@
 -- crm_kpi 0.1.1 -> 0.1.2: fresh_churn_monthly() counts many months in one pass over the spells, so that an order
 -- dated far in the past (a typing error such as year 1) no longer makes a refresh or verify() scan the spells once
 -- for each of its tens of thousands of months. rfm_report() takes its sizes from rfm_grid instead of ranking every
--- buyer.
+-- buyer; it and early_warnings() compute rfm_scales once, not once per candidate.
 \echo Use "ALTER EXTENSION crm_kpi UPDATE TO '0.1.2'" to load this file. \quit
 
 CREATE OR REPLACE FUNCTION crm_kpi.fresh_churn_monthly(months date[] DEFAULT NULL) RETURNS SETOF crm_kpi.churn_monthly
@@ -75,11 +75,12 @@ BEGIN ATOMIC
         SELECT r.segment, sum(r.buyers) AS customers, sum(r.revenue) AS revenue, sum(r.orders) AS orders,
                sum(r.days_since_last_order) AS days
         FROM crm_kpi.rfm_grid r GROUP BY r.segment),
+    sc AS MATERIALIZED (SELECT * FROM crm_kpi.rfm_scales),
     warned AS (
         SELECT g.segment, count(*) AS n
         FROM crm_kpi.customer_stats s
         CROSS JOIN crm_kpi.engine_state e
-        CROSS JOIN crm_kpi.rfm_scales sc
+        CROSS JOIN sc
         JOIN crm_kpi.rfm_segments g
           ON g.recency_scores @> sc.recency_scores[width_bucket((s.last_order_at AT TIME ZONE e.timezone)::date, sc.days)]
          AND g.frequency_scores @> sc.frequency_scores[width_bucket(s.orders, sc.order_counts)]
@@ -100,3 +101,68 @@ BEGIN ATOMIC
 END;
 COMMENT ON FUNCTION crm_kpi.rfm_report() IS
     'RFM segment sizes (and share of buyers, %) and values: revenue, mean revenue and orders, mean days since the last order (from crm_kpi.rfm_grid), early warnings (those of crm_kpi.customer_kpis, counted over the buyers not churned)';
+
+CREATE OR REPLACE FUNCTION crm_kpi.early_warnings(max_rows integer DEFAULT 100, channels text[] DEFAULT NULL)
+    RETURNS TABLE (customer_id bigint, stage crm_kpi.lifecycle_stage, warning_ratio double precision,
+                   days_since_last_order numeric, mean_gap interval, orders bigint, revenue numeric, segment text)
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e crm_kpi.engine_state;
+    factor numeric := coalesce(current_setting('crm_kpi.warning_factor', true), '2')::numeric;
+    -- longer than any time since the last order of a buyer not churned (churned: no order for churn_after or longer)
+    reach double precision;
+    bound numeric;  -- a ratio that max_rows flagged customers reach, once known
+BEGIN
+    IF max_rows < 0 THEN
+        RAISE EXCEPTION 'max_rows must not be negative: %', max_rows USING ERRCODE = 'invalid_parameter_value';
+    ELSIF max_rows IS NULL OR max_rows = 0 THEN
+        RETURN;
+    END IF;
+    SELECT * INTO e FROM crm_kpi.engine_state;
+    reach := extract(epoch FROM e.churn_after + interval '1 day');
+    -- The highest ratios belong to the customers with the shortest gaps between orders: the ratio that max_rows of
+    -- the 4 x max_rows shortest reach bounds the max_rows-th from below. (NULL when fewer are flagged among them.)
+    SELECT min(x.ratio) INTO bound
+    FROM (SELECT w.ratio
+          FROM (SELECT s.last_order_at, s.mean_gap FROM crm_kpi.customer_stats s
+                WHERE s.orders >= 2 AND s.stage <> 'churned'
+                  AND (channels IS NULL OR coalesce(s.acquisition_channel, '(none)') = ANY (channels))
+                ORDER BY s.mean_gap LIMIT 4 * max_rows::bigint) s
+          CROSS JOIN LATERAL (SELECT extract(epoch FROM e.as_of - s.last_order_at)
+                                     / nullif(extract(epoch FROM s.mean_gap), 0) AS ratio) w
+          WHERE w.ratio > factor
+          ORDER BY w.ratio DESC LIMIT max_rows) x
+    HAVING count(*) = max_rows;
+    -- So only gaps up to reach / bound can rank (ratio = time since the last order / gap <= reach / gap), and
+    -- customers of one order (ratio = time since / active_window) only when bound x active_window < reach.
+    RETURN QUERY
+    -- (the scales computed once: joined to every candidate, the view would be computed again for each)
+    WITH sc AS MATERIALIZED (SELECT * FROM crm_kpi.rfm_scales)
+    SELECT c.customer_id, c.stage, c.ratio::double precision, c.since / 86400, c.mean_gap, c.orders, c.revenue,
+           (SELECT g.segment FROM crm_kpi.rfm_segments g
+            WHERE g.recency_scores @> sc.recency_scores[width_bucket((c.last_order_at AT TIME ZONE e.timezone)::date, sc.days)]
+              AND g.frequency_scores @> sc.frequency_scores[width_bucket(c.orders, sc.order_counts)])
+    FROM (SELECT s.*, w.since, w.ratio
+          FROM crm_kpi.customer_stats s
+          CROSS JOIN LATERAL (SELECT extract(epoch FROM e.as_of - s.last_order_at) AS since) t
+          CROSS JOIN LATERAL (SELECT t.since, t.since / nullif(extract(epoch FROM s.mean_gap), 0) AS ratio) w
+          WHERE s.orders >= 2 AND s.stage <> 'churned'
+            AND (bound IS NULL OR s.mean_gap <= make_interval(secs => reach / bound::double precision))
+            AND w.ratio > factor
+            AND (channels IS NULL OR coalesce(s.acquisition_channel, '(none)') = ANY (channels))
+          UNION ALL
+          SELECT s.*, t.since, t.since / extract(epoch FROM e.active_window)
+          FROM crm_kpi.customer_stats s
+          CROSS JOIN LATERAL (SELECT extract(epoch FROM e.as_of - s.last_order_at) AS since) t
+          WHERE (bound IS NULL OR bound::double precision * extract(epoch FROM e.active_window) < reach)
+            AND s.orders = 1 AND s.stage <> 'churned'
+            AND t.since > extract(epoch FROM e.active_window)
+            AND (channels IS NULL OR coalesce(s.acquisition_channel, '(none)') = ANY (channels))) c
+    CROSS JOIN sc
+    ORDER BY c.ratio DESC, c.revenue DESC, c.customer_id
+    LIMIT max_rows;
+END $$;
+COMMENT ON FUNCTION crm_kpi.early_warnings(integer, text[]) IS
+    'The customers the churn early warning flags (of the given acquisition channels, ''(none)'' for those without; all when NULL), most at risk first (highest ratio of days since the last order to their usual gap), then by revenue; up to max_rows. Reads the customers with the shortest gaps first, so as not to compute every buyer''s ratio';
