@@ -11,6 +11,8 @@
 #                                             under ubsan, those of the types under valgrind)
 #   MEMCHECK_FUZZ_INPUTS=500                  inputs per type and form of the fuzz pass
 #                                             (default 1000 under ubsan, 100 under valgrind; 0: skip it)
+#   MEMCHECK_KEEP=1                           keep the stage (logs and valgrind's reports) after
+#                                             a clean run too
 #
 # Everything runs in a private copy of the PostgreSQL installation (the machine's
 # installed crm_kpi is never touched, so no install lock is taken), in which
@@ -161,11 +163,14 @@ EOF
 		# called the server, which erred on memory of its own); the server's otherwise.
 		awk -v own="$STAGE/src/" -v pg="$STAGE/pg/" '
 			function mine(x) { return index(x, own) || x ~ /crm_kpi\.so/ }
-			function flush(   n, l, i, cls, fn, first, name) {
+			function flush(   n, l, i, cls, fn, first, name, from) {
 				if (b == "") return
 				cls = mine(b) ? "via crm_kpi" : "server"
 				n = split(b, l, "\n")
 				for (i = 2; i <= n; i++) {
+					# the first crm_kpi function in the report, for "via crm_kpi"
+					if (from == "" && l[i] ~ /^(at|by) 0x/ && mine(l[i]) && match(l[i], /: [A-Za-z_][A-Za-z0-9_]* \(/))
+						from = substr(l[i], RSTART + 2, RLENGTH - 4)
 					if (l[i] ~ /^at 0x/) first = 1	# a stack begins
 					if (l[i] !~ /^(at|by) 0x/ || !first || !(mine(l[i]) || index(l[i], pg))) continue
 					first = 0
@@ -173,7 +178,7 @@ EOF
 					if (fn == "" && name != "???") fn = name
 					if (mine(l[i])) { cls = "crm_kpi"; fn = name }
 				}
-				print cls "\t" h "\t" fn
+				print cls "\t" h "\t" fn (cls == "via crm_kpi" ? " (called from " from ")" : "")
 				b = ""
 			}
 			/^==[0-9]+== *$/ { flush(); next }
@@ -188,7 +193,8 @@ EOF
 	fi
 done
 
-[ "$STATUS" -eq 0 ] && KEEP_STAGE=0
+# MEMCHECK_KEEP=1 keeps the stage (logs, valgrind's reports) after a clean run too.
+[ "$STATUS" -eq 0 ] && [ "${MEMCHECK_KEEP:-0}" != 1 ] && KEEP_STAGE=0
 echo
 printf '%s\n' "${SUMMARY[@]}"
 exit "$STATUS"
