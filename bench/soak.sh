@@ -24,14 +24,20 @@ SOAK_LOAD=('orders 2 20' 'tickets 2 10' 'surveys 2 10' 'readers 2 4')
 psql_soak() { as_pg psql -X -q -v ON_ERROR_STOP=1 -h "$STAGE" -p "$PORT" -U postgres -d "$SOAK_DB" "$@"; }
 soak_meta() { psql_soak -c "INSERT INTO bench.meta VALUES ('$1', \$v\$$2\$v\$)"; }
 
-# Private and resident memory of process $1 in kB, "NULL NULL" when it is gone.
+# Private and resident memory of process $1 in kB, "NULL NULL" when it is gone. A read of
+# /proc/<pid>/status that yields no RssAnon while the process is there (seen once in 120 samples)
+# is tried again, at most twice, and said.
 soak_memory() {
-	local k v anon=NULL rss=NULL
-	if [ -n "$1" ] && [ -r "/proc/$1/status" ]; then
-		while read -r k v _; do
-			case $k in RssAnon:) anon=$v ;; VmRSS:) rss=$v ;; esac
-		done <"/proc/$1/status" || true
-	fi
+	local k v anon=NULL rss=NULL try
+	for try in 1 2 3; do
+		if [ -n "$1" ] && [ -r "/proc/$1/status" ]; then
+			while read -r k v _; do
+				case $k in RssAnon:) anon=$v ;; VmRSS:) rss=$v ;; esac
+			done <"/proc/$1/status" || true
+		fi
+		if [ "$anon" != NULL ] || [ -z "$1" ] || ! [ -e "/proc/$1" ]; then break; fi
+		say "soak: no RssAnon in /proc/$1/status (read $try of 3)"
+	done
 	printf '%s %s\n' "$anon" "$rss"
 }
 
