@@ -1,4 +1,4 @@
--- quality.sql: the data-quality report (completeness, orphans, consistency, future dates), read from the KPI tables only.
+-- quality.sql: the data-quality report (completeness, orphans, consistency, dates in the future or a century back), read from the KPI tables only.
 
 CREATE FUNCTION crm_kpi.data_quality()
     RETURNS TABLE (check_name text, category text, source text, affected bigint, total bigint, pct numeric, detail text)
@@ -8,7 +8,11 @@ BEGIN ATOMIC
     WITH e AS (SELECT (as_of AT TIME ZONE timezone)::date AS today,
                       coalesce(((as_of AT TIME ZONE timezone)::date)::text, 'none yet') AS today_text,
                       'after the day of the last refresh (' || coalesce(((as_of AT TIME ZONE timezone)::date)::text, 'none yet')
-                          || ')' AS after
+                          || ')' AS after,
+                      -- a century back: a date before it is most likely mistyped (year 1 for 2021, say)
+                      ((as_of AT TIME ZONE timezone)::date - interval '100 years')::date AS cutoff,
+                      'more than 100 years before the day of the last refresh ('
+                          || coalesce(((as_of AT TIME ZONE timezone)::date)::text, 'none yet') || ')' AS before
                FROM crm_kpi.engine_state),
     cs AS (SELECT count(*) AS customers,
                   count(*) FILTER (WHERE s.acquisition_channel IS NULL) AS no_channel,
@@ -26,25 +30,34 @@ BEGIN ATOMIC
                   coalesce(sum(d.orders) FILTER (WHERE d.day <= e.today), 0)::bigint AS to_date,
                   coalesce(sum(d.revenue) FILTER (WHERE d.day <= e.today), 0) AS to_date_revenue,
                   coalesce(sum(d.orders) FILTER (WHERE d.day > e.today), 0)::bigint AS future,
-                  max(d.day) FILTER (WHERE d.day > e.today AND d.orders > 0) AS last_future
+                  max(d.day) FILTER (WHERE d.day > e.today AND d.orders > 0) AS last_future,
+                  coalesce(sum(d.orders) FILTER (WHERE d.day < e.cutoff), 0)::bigint AS ancient,
+                  min(d.day) FILTER (WHERE d.day < e.cutoff AND d.orders > 0) AS first_ancient
            FROM crm_kpi.sales_daily d CROSS JOIN e),
     pd AS (SELECT coalesce(sum(d.created), 0)::bigint AS created,
                   coalesce(sum(d.created) FILTER (WHERE d.rep_id IS NULL), 0)::bigint AS no_rep,
                   coalesce(sum(d.won), 0)::bigint AS won,
                   coalesce(sum(crm_kpi.count(d.sales_cycle)), 0)::bigint AS won_with_cycle,
                   coalesce(sum(d.created) FILTER (WHERE d.day > e.today), 0)::bigint AS future,
-                  max(d.day) FILTER (WHERE d.day > e.today AND d.created > 0) AS last_future
+                  max(d.day) FILTER (WHERE d.day > e.today AND d.created > 0) AS last_future,
+                  coalesce(sum(d.created) FILTER (WHERE d.day < e.cutoff), 0)::bigint AS ancient,
+                  min(d.day) FILTER (WHERE d.day < e.cutoff AND d.created > 0) AS first_ancient
            FROM crm_kpi.pipeline_daily d CROSS JOIN e),
     td AS (SELECT coalesce(sum(d.opened), 0)::bigint AS opened,
                   coalesce(sum(d.unanswered), 0)::bigint AS unanswered,
                   coalesce(sum(d.opened) FILTER (WHERE d.day > e.today), 0)::bigint AS future,
-                  max(d.day) FILTER (WHERE d.day > e.today) AS last_future
+                  max(d.day) FILTER (WHERE d.day > e.today) AS last_future,
+                  coalesce(sum(d.opened) FILTER (WHERE d.day < e.cutoff), 0)::bigint AS ancient,
+                  min(d.day) FILTER (WHERE d.day < e.cutoff AND d.opened > 0) AS first_ancient
            FROM crm_kpi.service_daily d CROSS JOIN e),
     vd AS (SELECT coalesce(sum(coalesce(crm_kpi.responses(d.nps), 0) + coalesce(crm_kpi.responses(d.csat), 0)), 0)::bigint
                       AS responses,
                   coalesce(sum(coalesce(crm_kpi.responses(d.nps), 0) + coalesce(crm_kpi.responses(d.csat), 0))
                       FILTER (WHERE d.day > e.today), 0)::bigint AS future,
-                  max(d.day) FILTER (WHERE d.day > e.today) AS last_future
+                  max(d.day) FILTER (WHERE d.day > e.today) AS last_future,
+                  coalesce(sum(coalesce(crm_kpi.responses(d.nps), 0) + coalesce(crm_kpi.responses(d.csat), 0))
+                      FILTER (WHERE d.day < e.cutoff), 0)::bigint AS ancient,
+                  min(d.day) FILTER (WHERE d.day < e.cutoff) AS first_ancient
            FROM crm_kpi.satisfaction_daily d CROSS JOIN e),
     mc AS (SELECT m.channel, sum(m.spend) AS spend, sum(m.new_customers) AS acquired
            FROM crm_kpi.marketing_monthly m WHERE m.channel IS NOT NULL GROUP BY m.channel),
@@ -94,9 +107,17 @@ BEGIN ATOMIC
         (15, 'tickets opened in the future', 'timeliness', 'tickets', td.future, td.opened,
          'tickets opened ' || e.after || coalesce(', the latest on ' || td.last_future, '')),
         (16, 'survey responses answered in the future', 'timeliness', 'survey_responses', vd.future, vd.responses,
-         'NPS and CSAT responses answered ' || e.after || coalesce(', the latest on ' || vd.last_future, ''))
+         'NPS and CSAT responses answered ' || e.after || coalesce(', the latest on ' || vd.last_future, '')),
+        (17, 'completed orders dated over 100 years ago', 'timeliness', 'orders', sd.ancient, sd.orders,
+         'completed orders dated ' || e.before || coalesce(', the earliest on ' || sd.first_ancient, '')),
+        (18, 'opportunities created over 100 years ago', 'timeliness', 'opportunities', pd.ancient, pd.created,
+         'opportunities created ' || e.before || coalesce(', the earliest on ' || pd.first_ancient, '')),
+        (19, 'tickets opened over 100 years ago', 'timeliness', 'tickets', td.ancient, td.opened,
+         'tickets opened ' || e.before || coalesce(', the earliest on ' || td.first_ancient, '')),
+        (20, 'survey responses answered over 100 years ago', 'timeliness', 'survey_responses', vd.ancient, vd.responses,
+         'NPS and CSAT responses answered ' || e.before || coalesce(', the earliest on ' || vd.first_ancient, ''))
     ) AS c (ord, check_name, category, source, affected, total, detail)
     ORDER BY c.ord;
 END;
 COMMENT ON FUNCTION crm_kpi.data_quality() IS
-    'Data-quality checks read from the KPI tables (never the sources), one row each: rows affected out of total and their share (%, NULL when total is 0). Completeness (customers without channel or creation date, orders and opportunities without rep, orders without channel, won opportunities without creation date, unanswered tickets, buyers without interaction), orphans (completed orders whose customer is not in the customers source), consistency (customers created after their first order, channels with spend and no new customers or the reverse), timeliness (orders, opportunities, tickets, responses dated after the day of the last refresh). Exact as of the last finished refresh';
+    'Data-quality checks read from the KPI tables (never the sources), one row each: rows affected out of total and their share (%, NULL when total is 0). Completeness (customers without channel or creation date, orders and opportunities without rep, orders without channel, won opportunities without creation date, unanswered tickets, buyers without interaction), orphans (completed orders whose customer is not in the customers source), consistency (customers created after their first order, channels with spend and no new customers or the reverse), timeliness (orders, opportunities, tickets, responses dated after the day of the last refresh, or more than 100 years before it: most likely mistyped). Exact as of the last finished refresh';

@@ -4,7 +4,7 @@
 -- kept up to date by refresh; readable by the reader role, which cannot read the sources.
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(16);
+SELECT plan(19);
 SET client_min_messages = warning;
 SET crm_kpi.timezone = 'Asia/Tokyo';
 
@@ -15,8 +15,8 @@ SELECT is((SELECT proparallel FROM pg_proc WHERE oid = 'crm_kpi.data_quality()':
 -- Before anything is bound or refreshed: every check, nothing counted, no share.
 SELECT results_eq(
     $$SELECT count(*), sum(affected), sum(total), count(pct) FROM crm_kpi.data_quality()$$,
-    $$VALUES (16::bigint, 0::numeric, 0::numeric, 0::bigint)$$,
-    'before the first refresh: 16 checks, all 0 of 0, share NULL');
+    $$VALUES (20::bigint, 0::numeric, 0::numeric, 0::bigint)$$,
+    'before the first refresh: 20 checks, all 0 of 0, share NULL');
 
 SELECT crm_kpi.create_reference_schema('crm');
 \i test/fixtures/quality_fixture.sql
@@ -40,7 +40,11 @@ SELECT results_eq(
              ('completed orders dated in the future', 'timeliness', 'orders', 1, 9),
              ('opportunities created in the future', 'timeliness', 'opportunities', 1, 4),
              ('tickets opened in the future', 'timeliness', 'tickets', 1, 3),
-             ('survey responses answered in the future', 'timeliness', 'survey_responses', 1, 2)$$,
+             ('survey responses answered in the future', 'timeliness', 'survey_responses', 1, 2),
+             ('completed orders dated over 100 years ago', 'timeliness', 'orders', 0, 9),
+             ('opportunities created over 100 years ago', 'timeliness', 'opportunities', 0, 4),
+             ('tickets opened over 100 years ago', 'timeliness', 'tickets', 0, 3),
+             ('survey responses answered over 100 years ago', 'timeliness', 'survey_responses', 0, 2)$$,
     'every check counts what the fixture''s comments count by hand, in the documented order');
 SELECT is((SELECT count(*) FROM dq WHERE pct IS DISTINCT FROM 100 * affected::numeric / total), 0::bigint,
           'pct is 100 x affected / total, unrounded');
@@ -48,7 +52,7 @@ SELECT is((SELECT count(*) FROM dq WHERE pct IS DISTINCT FROM 100 * affected::nu
 -- The same figures straight from the source tables (what the KPI tables spare a dashboard).
 SELECT results_eq(
     $$SELECT check_name, affected, total FROM dq WHERE source IN ('customers', 'orders') AND category <> 'consistency'
-      ORDER BY check_name$$,
+        AND check_name NOT LIKE '%over 100 years ago' ORDER BY check_name$$,
     $$WITH c AS (SELECT * FROM crm.customers), o AS (SELECT * FROM crm.orders WHERE status = 'completed')
       SELECT * FROM (VALUES
           ('completed orders dated in the future', (SELECT count(*) FROM o WHERE ordered_at > now()), (SELECT count(*) FROM o)),
@@ -75,7 +79,7 @@ SELECT results_eq(
     'buyer checks equal counts over crm.customers, crm.orders and crm.interactions');
 SELECT results_eq(
     $$SELECT check_name, affected, total FROM dq WHERE source IN ('opportunities', 'tickets', 'survey_responses')
-      ORDER BY check_name$$,
+        AND check_name NOT LIKE '%over 100 years ago' ORDER BY check_name$$,
     $$SELECT * FROM (VALUES
           ('opportunities created in the future', (SELECT count(*) FROM crm.opportunities WHERE created_at > now()),
            (SELECT count(*) FROM crm.opportunities WHERE created_at IS NOT NULL)),
@@ -118,11 +122,50 @@ SELECT results_eq(
              ('marketing channels without new customers', 0, 3)$$,
     'no orphans left; its orders have a channel; tv acquired a customer; one more buyer without interaction');
 
+-- Rows mistyped a century or more back (year 1 for 2021, say): an order, an opportunity, a ticket and a response;
+-- and one 99 years back, which is not flagged.
+INSERT INTO crm.orders (order_id, customer_id, rep_id, status, amount, ordered_at) VALUES
+    (193, 2, 1, 'completed', 10, '0001-06-01 12:00+00'), (194, 2, 1, 'completed', 10, now() - interval '99 years');
+INSERT INTO crm.opportunities (opportunity_id, customer_id, rep_id, status, stage, amount, created_at, closed_at) VALUES
+    (109, 1, 1, 'open', 'Proposal', 100, '0002-03-01 12:00+00', NULL);
+INSERT INTO crm.tickets (ticket_id, customer_id, opened_at, first_response_at, resolved_at, replies) VALUES
+    (109, 1, '1900-01-01 12:00+00', '1900-01-01 13:00+00', NULL, 1);
+INSERT INTO crm.survey_responses (response_id, customer_id, kind, score, answered_at) VALUES
+    (109, 1, 'nps', 10, '1066-10-14 12:00+00');
+SELECT is((SELECT error FROM crm_kpi.refresh()), NULL, 'a refresh after the mistyped rows');
+SELECT results_eq(
+    $$SELECT check_name, affected, total, detail FROM crm_kpi.data_quality() WHERE check_name LIKE '%over 100 years ago'
+      ORDER BY check_name$$,
+    $$WITH cutoff AS (SELECT (now() AT TIME ZONE 'Asia/Tokyo')::date - interval '100 years' AS d,
+                             'more than 100 years before the day of the last refresh (' || (now() AT TIME ZONE 'Asia/Tokyo')::date
+                                 || '), the earliest on ' AS words)
+      SELECT * FROM (VALUES
+          ('completed orders dated over 100 years ago',
+           (SELECT count(*) FROM crm.orders, cutoff WHERE status = 'completed' AND (ordered_at AT TIME ZONE 'Asia/Tokyo') < cutoff.d),
+           (SELECT count(*) FROM crm.orders WHERE status = 'completed'),
+           (SELECT 'completed orders dated ' || words || '0001-06-01' FROM cutoff)),
+          ('opportunities created over 100 years ago',
+           (SELECT count(*) FROM crm.opportunities, cutoff WHERE (created_at AT TIME ZONE 'Asia/Tokyo') < cutoff.d),
+           (SELECT count(*) FROM crm.opportunities WHERE created_at IS NOT NULL),
+           (SELECT 'opportunities created ' || words || '0002-03-01' FROM cutoff)),
+          ('survey responses answered over 100 years ago',
+           (SELECT count(*) FROM crm.survey_responses, cutoff WHERE (answered_at AT TIME ZONE 'Asia/Tokyo') < cutoff.d),
+           (SELECT count(*) FROM crm.survey_responses),
+           (SELECT 'NPS and CSAT responses answered ' || words || '1066-10-14' FROM cutoff)),
+          ('tickets opened over 100 years ago',
+           (SELECT count(*) FROM crm.tickets, cutoff WHERE (opened_at AT TIME ZONE 'Asia/Tokyo') < cutoff.d),
+           (SELECT count(*) FROM crm.tickets),
+           (SELECT 'tickets opened ' || words || '1900-01-01' FROM cutoff))
+      ) v (check_name, affected, total, detail) ORDER BY check_name$$,
+    'rows dated over 100 years before the day of the last refresh (in the tables'' zone) are flagged, with the earliest day; one 99 years back is not');
+SELECT is((SELECT array_agg(affected ORDER BY check_name) FROM crm_kpi.data_quality() WHERE check_name LIKE '%over 100 years ago'),
+          ARRAY[1, 1, 1, 1]::bigint[], 'one of each, by hand');
+
 -- The reader role runs it, and cannot read the sources it never needs.
 CREATE ROLE crm_kpi_quality_reader;
 SELECT crm_kpi.grant_reader('crm_kpi_quality_reader');
 SET ROLE crm_kpi_quality_reader;
-SELECT is((SELECT count(*) FROM crm_kpi.data_quality()), 16::bigint, 'the reader role runs data_quality()');
+SELECT is((SELECT count(*) FROM crm_kpi.data_quality()), 20::bigint, 'the reader role runs data_quality()');
 SELECT throws_ok('SELECT count(*) FROM crm.orders', '42501', NULL, 'the reader cannot read the sources');
 RESET ROLE;
 
