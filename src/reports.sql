@@ -154,45 +154,6 @@ END;
 COMMENT ON FUNCTION crm_kpi.report_by_channel(date, date, text) IS
     'Per period and acquisition channel (NULL: customers without one): orders, revenue, AOV, new customers, and at month, quarter or year grain the marketing spend and CAC';
 
-CREATE FUNCTION crm_kpi.rfm_report()
-    RETURNS TABLE (segment text, customers bigint, share numeric, revenue numeric, mean_revenue numeric,
-                   mean_orders numeric, mean_days_since_last_order numeric, early_warnings bigint)
-    LANGUAGE sql STABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    -- Sizes and values from the buyers per RFM cell (rfm_grid); early warnings from the buyers not churned, each
-    -- scored by the arrays of rfm_scales (the warning depends on each customer's own gap: it has no cell).
-    WITH sizes AS (
-        SELECT r.segment, sum(r.buyers) AS customers, sum(r.revenue) AS revenue, sum(r.orders) AS orders,
-               sum(r.days_since_last_order) AS days
-        FROM crm_kpi.rfm_grid r GROUP BY r.segment),
-    sc AS MATERIALIZED (SELECT * FROM crm_kpi.rfm_scales),
-    warned AS (
-        SELECT g.segment, count(*) AS n
-        FROM crm_kpi.customer_stats s
-        CROSS JOIN crm_kpi.engine_state e
-        CROSS JOIN sc
-        JOIN crm_kpi.rfm_segments g
-          ON g.recency_scores @> sc.recency_scores[width_bucket((s.last_order_at AT TIME ZONE e.timezone)::date, sc.days)]
-         AND g.frequency_scores @> sc.frequency_scores[width_bucket(s.orders, sc.order_counts)]
-        WHERE s.orders > 0 AND s.stage <> 'churned'
-          AND CASE WHEN s.orders >= 2
-                   THEN extract(epoch FROM e.as_of - s.last_order_at) / nullif(extract(epoch FROM s.mean_gap), 0)
-                        > coalesce(current_setting('crm_kpi.warning_factor', true), '2')::numeric
-                   ELSE e.as_of - s.last_order_at > e.active_window END
-        GROUP BY g.segment)
-    SELECT g.segment, coalesce(z.customers, 0)::bigint,
-           100 * coalesce(z.customers, 0) / nullif(sum(z.customers) OVER (), 0),
-           coalesce(z.revenue, 0), z.revenue / z.customers, z.orders / z.customers, z.days / z.customers,
-           coalesce(w.n, 0)
-    FROM crm_kpi.rfm_segments g
-    LEFT JOIN sizes z ON z.segment = g.segment
-    LEFT JOIN warned w ON w.segment = g.segment
-    ORDER BY upper(g.recency_scores) + upper(g.frequency_scores) DESC, g.segment;
-END;
-COMMENT ON FUNCTION crm_kpi.rfm_report() IS
-    'RFM segment sizes (and share of buyers, %) and values: revenue, mean revenue and orders, mean days since the last order (from crm_kpi.rfm_grid), early warnings (those of crm_kpi.customer_kpis, counted over the buyers not churned)';
-
 CREATE FUNCTION crm_kpi.early_warnings(max_rows integer DEFAULT 100, channels text[] DEFAULT NULL)
     RETURNS TABLE (customer_id bigint, stage crm_kpi.lifecycle_stage, warning_ratio double precision,
                    days_since_last_order numeric, mean_gap interval, orders bigint, revenue numeric, segment text)
@@ -257,3 +218,28 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION crm_kpi.early_warnings(integer, text[]) IS
     'The customers the churn early warning flags (of the given acquisition channels, ''(none)'' for those without; all when NULL), most at risk first (highest ratio of days since the last order to their usual gap), then by revenue; up to max_rows. Reads the customers with the shortest gaps first, so as not to compute every buyer''s ratio';
+
+CREATE FUNCTION crm_kpi.rfm_report()
+    RETURNS TABLE (segment text, customers bigint, share numeric, revenue numeric, mean_revenue numeric,
+                   mean_orders numeric, mean_days_since_last_order numeric, early_warnings bigint)
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    -- Sizes and values from the buyers per RFM cell (rfm_grid); early warnings counted from early_warnings() (the
+    -- warning depends on each customer's own gap: it has no cell).
+    WITH sizes AS (
+        SELECT r.segment, sum(r.buyers) AS customers, sum(r.revenue) AS revenue, sum(r.orders) AS orders,
+               sum(r.days_since_last_order) AS days
+        FROM crm_kpi.rfm_grid r GROUP BY r.segment),
+    warned AS (SELECT w.segment, count(*) AS n FROM crm_kpi.early_warnings(2147483647) w GROUP BY w.segment)
+    SELECT g.segment, coalesce(z.customers, 0)::bigint,
+           100 * coalesce(z.customers, 0) / nullif(sum(z.customers) OVER (), 0),
+           coalesce(z.revenue, 0), z.revenue / z.customers, z.orders / z.customers, z.days / z.customers,
+           coalesce(w.n, 0)
+    FROM crm_kpi.rfm_segments g
+    LEFT JOIN sizes z ON z.segment = g.segment
+    LEFT JOIN warned w ON w.segment = g.segment
+    ORDER BY upper(g.recency_scores) + upper(g.frequency_scores) DESC, g.segment;
+END;
+COMMENT ON FUNCTION crm_kpi.rfm_report() IS
+    'RFM segment sizes (and share of buyers, %) and values: revenue, mean revenue and orders, mean days since the last order (from crm_kpi.rfm_grid), early warnings (counted from crm_kpi.early_warnings())';
