@@ -297,7 +297,7 @@ BEGIN
         RAISE EXCEPTION '% is not bound as the % source', source, kind USING ERRCODE = 'undefined_object';
     END IF;
     PERFORM crm_kpi.capture_detach(kind, source);
-    INSERT INTO crm_kpi.change_queue (target) VALUES ('*');
+    INSERT INTO crm_kpi.change_queue (target) VALUES ('*' || kind);
 END $$;
 COMMENT ON FUNCTION crm_kpi.unbind_source_by(text, regclass, regrole) IS
     'What crm_kpi.unbind_source does, run as the extension''s owner for the role that called it (who must own the table); executable by the extension''s owner only';
@@ -306,7 +306,7 @@ CREATE FUNCTION crm_kpi.unbind_source(kind text, source regclass) RETURNS void
     AS 'MODULE_PATHNAME', 'crm_kpi_owner_call'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION crm_kpi.unbind_source(text, regclass) IS
-    'Removes a binding and its capture triggers (owner only); the table stays as it was, and the KPI tables are rebuilt at the next refresh. Runs as the extension''s owner (crm_kpi.unbind_source_by) for its caller';
+    'Removes a binding and its capture triggers (owner only); the table stays as it was, and the KPI tables it fed (crm_kpi.kind_tables) are rebuilt at the next refresh. Runs as the extension''s owner (crm_kpi.unbind_source_by) for its caller';
 
 CREATE FUNCTION crm_kpi.source_query(kind text, source regclass DEFAULT NULL) RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -338,12 +338,11 @@ BEGIN
     DELETE FROM crm_kpi.pending_bindings p
     WHERE p.source::oid IN (SELECT d.objid FROM pg_event_trigger_dropped_objects() d
                             WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0);
-    DELETE FROM crm_kpi.source_bindings b
-    WHERE b.source::oid IN (SELECT d.objid FROM pg_event_trigger_dropped_objects() d
-                            WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0);
-    IF FOUND THEN
-        INSERT INTO crm_kpi.change_queue (target) VALUES ('*');
-    END IF;
+    WITH dropped AS (DELETE FROM crm_kpi.source_bindings b
+                     WHERE b.source::oid IN (SELECT d.objid FROM pg_event_trigger_dropped_objects() d
+                                             WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0)
+                     RETURNING b.kind)
+    INSERT INTO crm_kpi.change_queue (target) SELECT DISTINCT '*' || dropped.kind FROM dropped;
 END $$;
 COMMENT ON FUNCTION crm_kpi.forget_dropped_tables() IS
     'Event trigger: forgets the bindings (held ones too) and lifecycle tracking of tables that are dropped (lifecycle history stays)';
@@ -396,7 +395,7 @@ BEGIN
     IF crm_kpi.capture_ok(NEW.kind, NEW.source) THEN
         -- Bound (bind_source attaches the triggers first), restored after its triggers, or a view or a
         -- kind that needs no capture: the KPI tables are rebuilt.
-        INSERT INTO crm_kpi.change_queue (target) VALUES ('*');
+        INSERT INTO crm_kpi.change_queue (target) VALUES ('*' || NEW.kind);
         RETURN NEW;
     END IF;
     INSERT INTO crm_kpi.pending_bindings AS p (kind, source, mapping, bound_by, bound_at)
@@ -406,7 +405,7 @@ BEGIN
     RETURN NULL;
 END $$;
 COMMENT ON FUNCTION crm_kpi.hold_restored_binding() IS
-    'Trigger of crm_kpi.source_bindings: a binding written while its table lacks the capture triggers (restored from a dump before them) is held in crm_kpi.pending_bindings instead; any other queues a rebuild';
+    'Trigger of crm_kpi.source_bindings: a binding written while its table lacks the capture triggers (restored from a dump before them) is held in crm_kpi.pending_bindings instead; any other queues a rebuild of the KPI tables its kind feeds (target * followed by the kind)';
 
 CREATE TRIGGER hold_restored_binding BEFORE INSERT ON crm_kpi.source_bindings
     FOR EACH ROW EXECUTE FUNCTION crm_kpi.hold_restored_binding();

@@ -80,41 +80,40 @@ CREATE FUNCTION crm_kpi.watch_bindings() RETURNS event_trigger
 AS $$
 DECLARE
     b record;
-    changed boolean := false;
+    changed text[] := '{}';
 BEGIN
     FOR b IN SELECT s.kind, s.source, s.mapping FROM crm_kpi.source_bindings s ORDER BY s.kind, s.source LOOP
         IF crm_kpi.record_binding_shape(b.kind, b.source, b.mapping) THEN
-            changed := true;
+            changed := changed || b.kind;
         END IF;
     END LOOP;
     -- A table just created (a new partition of a bound source, say) holds no row yet.
-    IF changed AND TG_TAG <> 'CREATE TABLE' THEN
-        INSERT INTO crm_kpi.change_queue (target) VALUES ('*');
+    IF TG_TAG <> 'CREATE TABLE' THEN
+        INSERT INTO crm_kpi.change_queue (target) SELECT DISTINCT '*' || k FROM unnest(changed) k;
     END IF;
 END $$;
 COMMENT ON FUNCTION crm_kpi.watch_bindings() IS
-    'Event trigger: when DDL changes what a bound source reads (its fingerprint, crm_kpi.binding_shape), queues a rebuild of the KPI tables (target *); a new table only updates the fingerprints';
+    'Event trigger: when DDL changes what a bound source reads (its fingerprint, crm_kpi.binding_shape), queues a rebuild of the KPI tables its kind feeds (target * followed by the kind); a new table only updates the fingerprints';
 
 CREATE EVENT TRIGGER crm_kpi_watch_bindings ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE VIEW', 'ALTER VIEW', 'CREATE RULE', 'DROP RULE')
     EXECUTE FUNCTION crm_kpi.watch_bindings();
 COMMENT ON EVENT TRIGGER crm_kpi_watch_bindings IS
-    'Queues a rebuild of the KPI tables when DDL changes what a bound source reads';
+    'Queues a rebuild of the KPI tables the kind of a bound source feeds when DDL changes what it reads';
 
 CREATE FUNCTION crm_kpi.watch_rewrites() RETURNS event_trigger
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF EXISTS (SELECT FROM crm_kpi.source_bindings s
-               WHERE pg_event_trigger_table_rewrite_oid() IN (SELECT crm_kpi.binding_reads(s.source))) THEN
-        INSERT INTO crm_kpi.change_queue (target) VALUES ('*');
-    END IF;
+    INSERT INTO crm_kpi.change_queue (target)
+    SELECT DISTINCT '*' || s.kind FROM crm_kpi.source_bindings s
+    WHERE pg_event_trigger_table_rewrite_oid() IN (SELECT crm_kpi.binding_reads(s.source));
 END $$;
 COMMENT ON FUNCTION crm_kpi.watch_rewrites() IS
-    'Event trigger: an ALTER TABLE that rewrites a table a bound source reads (a column type changed with USING, say) queues a rebuild of the KPI tables (target *)';
+    'Event trigger: an ALTER TABLE that rewrites a table a bound source reads (a column type changed with USING, say) queues a rebuild of the KPI tables its kind feeds (target * followed by the kind)';
 
 CREATE EVENT TRIGGER crm_kpi_watch_rewrites ON table_rewrite
     EXECUTE FUNCTION crm_kpi.watch_rewrites();
 COMMENT ON EVENT TRIGGER crm_kpi_watch_rewrites IS
-    'Queues a rebuild of the KPI tables when ALTER TABLE rewrites a table a bound source reads';
+    'Queues a rebuild of the KPI tables the kind of a bound source feeds when ALTER TABLE rewrites a table it reads';

@@ -66,10 +66,10 @@ BEGIN
     IF b.kind IS NULL THEN
         RETURN NULL;
     END IF;
-    -- Truncated, or the binding no longer reads the table (a mapped column renamed or dropped): everything is stale,
-    -- and the CRM's write goes through; the refresh reports the broken binding until it is fixed.
+    -- Truncated, or the binding no longer reads the table (a mapped column renamed or dropped): everything the kind
+    -- feeds is stale, and the CRM's write goes through; the refresh reports the broken binding until it is fixed.
     IF event = 'truncate' OR EXISTS (SELECT FROM crm_kpi.binding_shape_problems(b.kind, b.source, b.mapping)) THEN
-        RETURN 'INSERT INTO crm_kpi.change_queue (target) VALUES (''*'')';
+        RETURN format('INSERT INTO crm_kpi.change_queue (target) VALUES (%L)', '*' || b.kind);
     END IF;
     -- One SELECT list per key pair: the day of the time column in the KPI time zone (a date column as it is), the customer.
     SELECT array_agg(format('%s AS day, %s AS customer_id',

@@ -24,7 +24,7 @@ CREATE TABLE crm_kpi.change_queue (
     queued_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE crm_kpi.change_queue IS
-    'Stale keys. Capture triggers append, under the source''s kind, the day and/or customer of each changed row (once per statement); the refresh engine turns them into days or months of KPI families (sales, cohort, pipeline, service, satisfaction, marketing, churn) and customers (target customer), deduplicated. Target ''*'' means everything (TRUNCATE, bind, unbind). Append-only for writers';
+    'Stale keys. Capture triggers append, under the source''s kind, the day and/or customer of each changed row (once per statement); the refresh engine turns them into days or months of KPI families (sales, cohort, pipeline, service, satisfaction, marketing, churn) and customers (target customer), deduplicated. Target ''*'' followed by a kind means every KPI table that kind feeds (crm_kpi.kind_tables: a TRUNCATE, a bind, an unbind, DDL changing what a binding reads), and ''*'' alone every KPI table: the next refresh rebuilds them. Append-only for writers';
 
 CREATE TABLE crm_kpi.sales_daily (
     day date NOT NULL,

@@ -30,6 +30,29 @@ INSERT INTO crm_kpi.kpi_tables VALUES
     ('customer_events_daily', 14, '{day,channel}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_customer_events_daily', 'add_customer_events_delta'),
     ('rfm_cells', 15, '{last_day,orders,channel}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_rfm_cells', 'add_rfm_cells_delta');
 
+-- The KPI tables a kind of source feeds: those its keys make stale, directly or through the customers it changes.
+CREATE FUNCTION crm_kpi.kind_tables(kind text) RETURNS name[]
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN (SELECT coalesce(array_agg(k.table_name ORDER BY k.position), '{}')
+            FROM crm_kpi.kpi_tables k
+            WHERE kind = ANY(k.queue_targets)
+               OR ('customer' = ANY(k.queue_targets)
+                   AND EXISTS (SELECT FROM crm_kpi.kpi_tables c WHERE c.key_grain = 'customer' AND kind = ANY(c.queue_targets))));
+COMMENT ON FUNCTION crm_kpi.kind_tables(text) IS
+    'The KPI tables a kind of source feeds, in refresh order: those listing it among their queue targets and, for a kind the per-customer tables read (orders, customers, interactions), every table kept from the customers; what a TRUNCATE, bind, unbind or DDL of a source of that kind makes the next refresh rebuild';
+
+-- The KPI tables a pending key of the queue may change.
+CREATE FUNCTION crm_kpi.stale_tables(target text) RETURNS name[]
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN CASE WHEN target = '*' THEN (SELECT array_agg(k.table_name ORDER BY k.position) FROM crm_kpi.kpi_tables k)
+                WHEN left(target, 1) = '*' THEN crm_kpi.kind_tables(substr(target, 2))
+                ELSE (SELECT coalesce(array_agg(k.table_name ORDER BY k.position), '{}')
+                      FROM crm_kpi.kpi_tables k WHERE target = ANY(k.queue_targets)) END;
+COMMENT ON FUNCTION crm_kpi.stale_tables(text) IS
+    'The KPI tables a pending key of crm_kpi.change_queue with this target may change: every one for *, those its kind feeds for * followed by a kind (crm_kpi.kind_tables), else those listing the target among their queue targets';
+
 CREATE TABLE crm_kpi.kpi_table_state (
     table_name name PRIMARY KEY REFERENCES crm_kpi.kpi_tables,
     watermark timestamptz,
@@ -83,6 +106,13 @@ CREATE FUNCTION crm_kpi.rebuild_reason() RETURNS text
         WHEN e.built_at IS NULL THEN 'never built (first fill, or restored from a dump)'
         WHEN EXISTS (SELECT FROM crm_kpi.change_queue q WHERE q.target = '*') THEN 'a bound source was truncated, bound, unbound, or altered in what it reads'
         ELSE nullif(concat_ws('; ',
+            (SELECT format('a bound %s source was truncated, bound, unbound, or altered in what it reads: the next refresh rebuilds %s',
+                           m.kinds, r.tables)
+             FROM (SELECT string_agg(DISTINCT substr(q.target, 2), ', ') AS kinds, array_agg(DISTINCT q.target) AS targets
+                   FROM crm_kpi.change_queue q WHERE left(q.target, 1) = '*') m
+             CROSS JOIN LATERAL (SELECT string_agg(k.table_name, ', ' ORDER BY k.position) AS tables FROM crm_kpi.kpi_tables k
+                                 WHERE EXISTS (SELECT FROM unnest(m.targets) g WHERE k.table_name = ANY(crm_kpi.stale_tables(g)))) r
+             WHERE m.kinds IS NOT NULL),
             CASE WHEN e.timezone <> current_setting('crm_kpi.timezone')
                  THEN format('crm_kpi.timezone is %s, the tables use %s', current_setting('crm_kpi.timezone'), e.timezone) END,
             CASE WHEN e.active_window <> current_setting('crm_kpi.active_window')::interval
@@ -97,7 +127,7 @@ CREATE FUNCTION crm_kpi.rebuild_reason() RETURNS text
                  THEN format('crm_kpi.resolution_sla is %s, the tables use %s', current_setting('crm_kpi.resolution_sla'), e.resolution_sla) END), '')
         END FROM crm_kpi.engine_state e);
 COMMENT ON FUNCTION crm_kpi.rebuild_reason() IS
-    'Why the KPI tables need crm_kpi.rebuild(): never built, a source truncated, bound, unbound or altered in what it reads, or a setting they depend on changed since; NULL when they do not';
+    'Why the KPI tables need crm_kpi.rebuild(): never built, a source truncated, bound, unbound or altered in what it reads (of a kind: the next refresh rebuilds the tables it feeds), or a setting they depend on changed since; NULL when they do not';
 
 -- The scratch tables of the engine, crm_kpi.staged_<table>: the fresh rows of a batch, compared with the stored ones.
 -- Permanent, so that a worker running for months does not create a table (and a row type, that its caches keep) per
@@ -334,16 +364,78 @@ END $$;
 COMMENT ON FUNCTION crm_kpi.advance_time(timestamptz) IS
     'Moves engine_state.as_of forward and queues what time alone changed: customers whose stage_until passed (index on it), months with churns that happened, months that began';
 
--- One batch: up to crm_kpi.refresh_batch_size customers, or else as many days and months. Returns the keys taken.
-CREATE FUNCTION crm_kpi.refresh_batch(INOUT tables jsonb, OUT keys bigint) RETURNS record
+-- The failures of a run with those of one more family: each of its tables with the error.
+CREATE FUNCTION crm_kpi.add_failure(failed jsonb, group_tables name[], errstate text, message text) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN failed || (SELECT jsonb_object_agg(t, format('%s: %s', errstate, message)) FROM unnest(group_tables) t);
+COMMENT ON FUNCTION crm_kpi.add_failure(jsonb, name[], text, text) IS
+    'The failures of a refresh run (KPI table -> error) with each table of a family that failed added, its error written SQLSTATE: message';
+
+-- Rebuild the KPI tables of the kinds whose rebuild is queued (target * followed by the kind): each group of tables
+-- (crm_kpi.kind_tables) in a subtransaction of its own, so that one broken binding does not hold the others back.
+CREATE FUNCTION crm_kpi.rebuild_kinds(INOUT tables jsonb, INOUT failed jsonb) RETURNS record
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    g record;
+    t record;
+    b record;
+    part jsonb;
+    err text;
+    errstate text;
+BEGIN
+    -- The largest group first: the one of the customers holds marketing_monthly, which marketing_spend feeds too.
+    FOR g IN SELECT x.group_tables, array_agg(x.target) AS targets
+             FROM (SELECT DISTINCT q.target, crm_kpi.kind_tables(substr(q.target, 2)) AS group_tables
+                   FROM crm_kpi.change_queue q WHERE left(q.target, 1) = '*' AND q.target <> '*') x
+             GROUP BY x.group_tables ORDER BY cardinality(x.group_tables) DESC, min(x.target) LOOP
+        CONTINUE WHEN g.group_tables && ARRAY(SELECT jsonb_object_keys(failed))::name[];
+        part := tables;
+        BEGIN
+            DELETE FROM crm_kpi.change_queue q WHERE q.target = ANY(g.targets);
+            FOR b IN SELECT s.kind, s.source FROM crm_kpi.source_bindings s WHERE '*' || s.kind = ANY(g.targets) LOOP
+                IF NOT crm_kpi.capture_ok(b.kind, b.source) THEN
+                    PERFORM crm_kpi.capture_attach(b.kind, b.source);
+                END IF;
+            END LOOP;
+            FOR t IN SELECT k.table_name, k.stage_function, k.key_grain FROM crm_kpi.kpi_tables k
+                     WHERE k.table_name = ANY(g.group_tables) AND NOT part ? k.table_name ORDER BY k.position LOOP
+                PERFORM crm_kpi.report_activity(format('rebuilding %s (%s)', t.table_name, array_to_string(g.targets, ', ')));
+                part := jsonb_set(part, ARRAY[t.table_name::text],
+                                  to_jsonb(crm_kpi.replace_all(t.table_name, t.stage_function, t.key_grain, true)));
+            END LOOP;
+            tables := part;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, errstate = RETURNED_SQLSTATE;
+            failed := crm_kpi.add_failure(failed, g.group_tables, errstate, err);
+        END;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION crm_kpi.rebuild_kinds(jsonb, jsonb) IS
+    'Rebuilds (concurrently) the KPI tables of each kind whose rebuild is queued (target * followed by the kind; crm_kpi.kind_tables), each group of tables in a subtransaction: adds the rows written per table to tables; a group that fails stays queued, written nowhere, and its tables with the error go into failed';
+
+-- One batch: up to crm_kpi.refresh_batch_size customers, or else as many days and months of each family. Returns the
+-- keys taken. Each family runs in a subtransaction: one that fails (its tables and error go into failed) leaves its
+-- keys queued and writes nothing, and the tables in failed are left alone for the rest of the run.
+CREATE FUNCTION crm_kpi.refresh_batch(INOUT tables jsonb, INOUT failed jsonb, OUT keys bigint) RETURNS record
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n integer := current_setting('crm_kpi.refresh_batch_size')::integer;
+    -- what a batch of customers writes
+    customer_tables name[] := ARRAY(SELECT k.table_name FROM crm_kpi.kpi_tables k
+                                    WHERE k.key_grain = 'customer' OR k.delta_function IS NOT NULL ORDER BY k.position);
     ids bigint[];
+    days date[];
     t record;
+    g record;
     rows bigint;
+    part jsonb;
+    err text;
+    errstate text;
 BEGIN
     -- Keys captured under a source's kind become keys of the KPI families they make stale.
     -- A routed key keeps the time its oldest change was queued at (the watermark is taken from the pending keys).
@@ -365,54 +457,75 @@ BEGIN
         -- for an empty queue (nested loops over thousands of keys).
         ANALYZE crm_kpi.change_queue;
     END IF;
-    WITH picked AS (SELECT DISTINCT q.customer_id FROM crm_kpi.change_queue q
-                    WHERE q.target = 'customer' AND q.customer_id IS NOT NULL LIMIT n),
-    taken AS (DELETE FROM crm_kpi.change_queue q USING picked p
-              WHERE q.target = 'customer' AND q.customer_id = p.customer_id RETURNING q.customer_id)
-    SELECT array_agg(DISTINCT customer_id) INTO ids FROM taken;
-    IF ids IS NOT NULL THEN
-        PERFORM crm_kpi.report_activity(format('customers, %s of them (%s keys still queued)',
-                                               cardinality(ids), (SELECT count(*) FROM crm_kpi.change_queue)));
-        FOR t IN SELECT k.table_name, k.stage_function FROM crm_kpi.kpi_tables k WHERE k.key_grain = 'customer'
-                 ORDER BY k.position LOOP
-            PERFORM crm_kpi.stage_fresh(t.table_name, ids, t.stage_function);
-        END LOOP;
-        -- Before the customer tables are replaced: the tables summed over customers change by fresh - stored.
-        FOR t IN SELECT k.table_name, k.delta_function FROM crm_kpi.kpi_tables k
-                 WHERE k.delta_function IS NOT NULL ORDER BY k.position LOOP
-            EXECUTE format('SELECT crm_kpi.%I($1)', t.delta_function) INTO rows USING ids;
-            tables := jsonb_set(tables, ARRAY[t.table_name::text], to_jsonb(coalesce((tables ->> t.table_name)::bigint, 0) + rows));
-        END LOOP;
-        FOR t IN SELECT k.table_name FROM crm_kpi.kpi_tables k WHERE k.key_grain = 'customer' ORDER BY k.position LOOP
-            rows := crm_kpi.apply_fresh(t.table_name, ids);
-            tables := jsonb_set(tables, ARRAY[t.table_name::text], to_jsonb(coalesce((tables ->> t.table_name)::bigint, 0) + rows));
-        END LOOP;
-        keys := cardinality(ids);
-        RETURN;
-    END IF;
     keys := 0;
-    FOR t IN
-        WITH picked AS (SELECT DISTINCT q.target, q.day FROM crm_kpi.change_queue q
-                        -- only keys of KPI families: a source's key committed since the routing above waits for the next batch
-                        WHERE q.target IN (SELECT k.own_target FROM crm_kpi.kpi_tables k WHERE k.key_grain IN ('day', 'month'))
-                          AND q.day IS NOT NULL LIMIT n),
-        taken AS (DELETE FROM crm_kpi.change_queue q USING picked p
-                  WHERE q.target = p.target AND q.day = p.day RETURNING q.target, q.day)
-        SELECT k.table_name, k.position, k.key_grain, k.stage_function, array_agg(DISTINCT taken.day) AS days
-        FROM taken JOIN crm_kpi.kpi_tables k ON k.own_target = taken.target
-        GROUP BY k.table_name, k.position, k.key_grain, k.stage_function ORDER BY k.position
-    LOOP
-        PERFORM crm_kpi.report_activity(format('%s, %s %s (%s keys still queued)', t.table_name,
-                                               cardinality(t.days), t.key_grain || 's',
-                                               (SELECT count(*) FROM crm_kpi.change_queue)));
-        PERFORM crm_kpi.stage_fresh(t.table_name, t.days, t.stage_function);
-        rows := crm_kpi.apply_fresh(t.table_name, t.days);
-        tables := jsonb_set(tables, ARRAY[t.table_name::text], to_jsonb(coalesce((tables ->> t.table_name)::bigint, 0) + rows));
-        keys := keys + cardinality(t.days);
+    IF NOT customer_tables && ARRAY(SELECT jsonb_object_keys(failed))::name[] THEN
+        part := tables;
+        BEGIN
+            WITH picked AS (SELECT DISTINCT q.customer_id FROM crm_kpi.change_queue q
+                            WHERE q.target = 'customer' AND q.customer_id IS NOT NULL LIMIT n),
+            taken AS (DELETE FROM crm_kpi.change_queue q USING picked p
+                      WHERE q.target = 'customer' AND q.customer_id = p.customer_id RETURNING q.customer_id)
+            SELECT array_agg(DISTINCT customer_id) INTO ids FROM taken;
+            IF ids IS NOT NULL THEN
+                PERFORM crm_kpi.report_activity(format('customers, %s of them (%s keys still queued)',
+                                                       cardinality(ids), (SELECT count(*) FROM crm_kpi.change_queue)));
+                FOR t IN SELECT k.table_name, k.stage_function FROM crm_kpi.kpi_tables k WHERE k.key_grain = 'customer'
+                         ORDER BY k.position LOOP
+                    PERFORM crm_kpi.stage_fresh(t.table_name, ids, t.stage_function);
+                END LOOP;
+                -- Before the customer tables are replaced: the tables summed over customers change by fresh - stored.
+                FOR t IN SELECT k.table_name, k.delta_function FROM crm_kpi.kpi_tables k
+                         WHERE k.delta_function IS NOT NULL ORDER BY k.position LOOP
+                    EXECUTE format('SELECT crm_kpi.%I($1)', t.delta_function) INTO rows USING ids;
+                    part := jsonb_set(part, ARRAY[t.table_name::text], to_jsonb(coalesce((part ->> t.table_name)::bigint, 0) + rows));
+                END LOOP;
+                FOR t IN SELECT k.table_name FROM crm_kpi.kpi_tables k WHERE k.key_grain = 'customer' ORDER BY k.position LOOP
+                    rows := crm_kpi.apply_fresh(t.table_name, ids);
+                    part := jsonb_set(part, ARRAY[t.table_name::text], to_jsonb(coalesce((part ->> t.table_name)::bigint, 0) + rows));
+                END LOOP;
+                tables := part;
+                keys := cardinality(ids);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, errstate = RETURNED_SQLSTATE;
+            failed := crm_kpi.add_failure(failed, customer_tables, errstate, err);
+        END;
+        IF keys > 0 THEN
+            RETURN;
+        END IF;
+    END IF;
+    FOR g IN SELECT k.own_target, k.key_grain, array_agg(k.table_name ORDER BY k.position) AS group_tables
+             FROM crm_kpi.kpi_tables k WHERE k.key_grain IN ('day', 'month')
+             GROUP BY k.own_target, k.key_grain ORDER BY min(k.position) LOOP
+        CONTINUE WHEN g.group_tables && ARRAY(SELECT jsonb_object_keys(failed))::name[];
+        part := tables;
+        BEGIN
+            WITH picked AS (SELECT DISTINCT q.day FROM crm_kpi.change_queue q
+                            WHERE q.target = g.own_target AND q.day IS NOT NULL LIMIT n),
+            taken AS (DELETE FROM crm_kpi.change_queue q USING picked p
+                      WHERE q.target = g.own_target AND q.day = p.day RETURNING q.day)
+            SELECT array_agg(DISTINCT taken.day) INTO days FROM taken;
+            IF days IS NOT NULL THEN
+                FOR t IN SELECT k.table_name, k.stage_function FROM crm_kpi.kpi_tables k
+                         WHERE k.table_name = ANY(g.group_tables) ORDER BY k.position LOOP
+                    PERFORM crm_kpi.report_activity(format('%s, %s %s (%s keys still queued)', t.table_name,
+                                                           cardinality(days), g.key_grain || 's',
+                                                           (SELECT count(*) FROM crm_kpi.change_queue)));
+                    PERFORM crm_kpi.stage_fresh(t.table_name, days, t.stage_function);
+                    rows := crm_kpi.apply_fresh(t.table_name, days);
+                    part := jsonb_set(part, ARRAY[t.table_name::text], to_jsonb(coalesce((part ->> t.table_name)::bigint, 0) + rows));
+                END LOOP;
+                tables := part;
+                keys := keys + cardinality(days);
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, errstate = RETURNED_SQLSTATE;
+            failed := crm_kpi.add_failure(failed, g.group_tables, errstate, err);
+        END;
     END LOOP;
 END $$;
-COMMENT ON FUNCTION crm_kpi.refresh_batch(jsonb) IS
-    'Takes one batch of stale keys from the queue (customers first, then days and months, at most crm_kpi.refresh_batch_size) and recomputes them; adds the rows written to the per-table counts';
+COMMENT ON FUNCTION crm_kpi.refresh_batch(jsonb, jsonb) IS
+    'Takes one batch of stale keys from the queue (customers first, then days and months, at most crm_kpi.refresh_batch_size of each family) and recomputes them, each family in a subtransaction; adds the rows written to the per-table counts (tables); a family that fails keeps its keys queued and writes nothing, and its tables with the error go into failed, whose tables it leaves alone';
 
 -- Adopt settings for a rebuild; returns whether the time zone changed.
 CREATE FUNCTION crm_kpi.adopt_settings(wanted crm_kpi.engine_state) RETURNS boolean
@@ -453,6 +566,9 @@ DECLARE
     err text;
     errstate text;
     failed_table text;
+    failed jsonb := '{}';  -- tables of the families that failed, with the error
+    family_err text;
+    rebuilt boolean := false;
     reattach boolean := false;
     run crm_kpi.refresh_history;
 BEGIN
@@ -486,12 +602,18 @@ BEGIN
         ELSE
             PERFORM crm_kpi.engine_apply(crm_kpi.engine_settings());
             PERFORM crm_kpi.advance_time(now());
+            checked := clock_timestamp();
+            b := crm_kpi.rebuild_kinds(tables, failed);
+            tables := b.tables;
+            failed := b.failed;
+            rebuilt := tables <> '{}';
         END IF;
         LOOP
             EXIT WHEN max_batches IS NOT NULL AND batches >= max_batches;
             checked := clock_timestamp();
-            b := crm_kpi.refresh_batch(tables);
+            b := crm_kpi.refresh_batch(tables, failed);
             tables := b.tables;
+            failed := b.failed;
             EXIT WHEN b.keys = 0;
             batches := batches + 1;
             keys := keys + b.keys;
@@ -503,13 +625,20 @@ BEGIN
         GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, errstate = RETURNED_SQLSTATE;
         err := format('%s: %s', errstate, err);
         tables := '{}';
+        failed := '{}';
+        rebuilt := false;
     END;
-    SELECT NULL, CASE WHEN full_rebuild THEN 'rebuild' ELSE 'refresh' END, started, clock_timestamp(), batches, keys,
+    -- The families that failed, each error once with its tables.
+    SELECT string_agg(format('%s: %s', x.names, x.error), '; ' ORDER BY x.first) INTO family_err
+    FROM (SELECT f.value #>> '{}' AS error, string_agg(f.key, ', ' ORDER BY k.position) AS names, min(k.position) AS first
+          FROM jsonb_each(failed) f JOIN crm_kpi.kpi_tables k ON k.table_name = f.key
+          GROUP BY 1) x;
+    SELECT NULL, CASE WHEN full_rebuild OR rebuilt THEN 'rebuild' ELSE 'refresh' END, started, clock_timestamp(), batches, keys,
            coalesce((SELECT sum(value::bigint) FROM jsonb_each_text(tables)), 0), tables,
-           (SELECT count(*) FROM crm_kpi.change_queue), err
+           (SELECT count(*) FROM crm_kpi.change_queue), coalesce(err, family_err)
       INTO run;
     -- A run that found nothing to do is not recorded (a worker wakes every naptime).
-    IF full_rebuild OR keys > 0 OR err IS NOT NULL THEN
+    IF full_rebuild OR rebuilt OR keys > 0 OR run.error IS NOT NULL THEN
         INSERT INTO crm_kpi.refresh_history (mode, started_at, finished_at, batches, stale_keys, rows_touched, tables,
                                              pending_after, error)
         VALUES (run.mode, run.started_at, run.finished_at, run.batches, run.stale_keys, run.rows_touched, run.tables,
@@ -519,18 +648,19 @@ BEGIN
     -- Every change committed before checked (the start of the last batch) was either refreshed or is pending, and a
     -- pending key was queued no later than its change committed: the watermark is the older of checked and the
     -- table's oldest pending key. (One pass over the queue, which may be large, for all the tables.)
-    WITH pending AS MATERIALIZED (SELECT q.target, min(q.queued_at) AS oldest FROM crm_kpi.change_queue q GROUP BY q.target)
+    -- (A family that failed left its keys queued, with the times they were queued at.)
+    WITH pending AS MATERIALIZED (SELECT q.target, min(q.queued_at) AS oldest, crm_kpi.stale_tables(q.target) AS stales
+                                  FROM crm_kpi.change_queue q GROUP BY q.target)
     UPDATE crm_kpi.kpi_table_state s SET
         watermark = CASE WHEN err IS NULL
                          THEN greatest(s.watermark,
-                                       least(checked, (SELECT min(p.oldest) FROM pending p
-                                                       WHERE p.target = ANY(k.queue_targets) OR p.target = '*')))
+                                       least(checked, (SELECT min(p.oldest) FROM pending p WHERE s.table_name = ANY(p.stales))))
                          ELSE s.watermark END,
         last_refresh_at = CASE WHEN tables ? s.table_name THEN started ELSE s.last_refresh_at END,
         last_duration = CASE WHEN tables ? s.table_name THEN run.finished_at - started ELSE s.last_duration END,
         rows_touched = CASE WHEN tables ? s.table_name THEN (tables ->> s.table_name)::bigint ELSE s.rows_touched END,
-        last_error = CASE WHEN err IS NULL THEN NULL ELSE err END,
-        last_error_at = CASE WHEN err IS NULL THEN s.last_error_at ELSE run.finished_at END
+        last_error = coalesce(err, failed ->> s.table_name),
+        last_error_at = CASE WHEN err IS NOT NULL OR failed ? s.table_name THEN run.finished_at ELSE s.last_error_at END
     FROM crm_kpi.kpi_tables k
     WHERE k.table_name = s.table_name AND (err IS NULL OR failed_table IS NULL OR s.table_name = failed_table);
     IF run.run_id IS NOT NULL THEN
@@ -540,11 +670,14 @@ BEGIN
     IF err IS NOT NULL THEN
         RAISE WARNING 'crm_kpi refresh failed: %', err
             USING HINT = 'Nothing was written; the stale keys stay queued. See crm_kpi.status.';
+    ELSIF family_err IS NOT NULL THEN
+        RAISE WARNING 'crm_kpi refresh failed for some KPI tables: %', family_err
+            USING HINT = 'The other KPI tables were refreshed; the stale keys of these stay queued. See crm_kpi.status.';
     END IF;
     RETURN run;
 END $$;
 COMMENT ON FUNCTION crm_kpi.run_engine(boolean, crm_kpi.engine_state, integer, boolean) IS
-    'The work of crm_kpi.refresh() and crm_kpi.rebuild() under the settings the tables are built with (a rebuild first adopts the settings adopt, unless NULL; a failed one keeps the old; not concurrently, it holds every KPI table in ACCESS EXCLUSIVE mode): batches until the queue is empty (or max_batches), all or nothing, recorded in kpi_table_state and (unless there was nothing to do; run_id is then NULL) in refresh_history';
+    'The work of crm_kpi.refresh() and crm_kpi.rebuild() under the settings the tables are built with (a rebuild first adopts the settings adopt, unless NULL; a failed one keeps the old; not concurrently, it holds every KPI table in ACCESS EXCLUSIVE mode): batches until the queue is empty (or max_batches), recorded in kpi_table_state and (unless there was nothing to do; run_id is then NULL) in refresh_history. A rebuild is all or nothing; a refresh rebuilds the tables of each kind whose rebuild is queued and refreshes each family in a subtransaction, so that a family that fails (a broken binding, a value out of range) leaves its keys queued and its tables as they were, with its error, while the others are refreshed';
 
 CREATE FUNCTION crm_kpi.refresh(max_batches integer DEFAULT NULL) RETURNS crm_kpi.refresh_history
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -573,7 +706,7 @@ BEGIN
     RETURN crm_kpi.run_engine(false, NULL, max_batches, true);
 END $$;
 COMMENT ON FUNCTION crm_kpi.refresh(integer) IS
-    'Brings the KPI tables up to date: recomputes the stale days, months and customers in batches (all, or max_batches) and what time alone changed; rebuilds instead when never built or a source was truncated, bound, unbound or altered in what it reads. One refresh at a time; writers never wait for it';
+    'Brings the KPI tables up to date: recomputes the stale days, months and customers in batches (all, or max_batches) and what time alone changed, each family in a subtransaction (one that fails keeps its keys queued and its tables as they were, and the others are refreshed); rebuilds everything instead when never built or a rebuild of everything (*) is queued, and first the tables a kind feeds when a source of that kind was truncated, bound, unbound or altered in what it reads. One refresh at a time; writers never wait for it';
 
 CREATE FUNCTION crm_kpi.rebuild(concurrently boolean DEFAULT true) RETURNS crm_kpi.refresh_history
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE

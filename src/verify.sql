@@ -37,12 +37,12 @@ COMMENT ON FUNCTION crm_kpi.verify() IS
 
 CREATE VIEW crm_kpi.status AS
 WITH pending AS MATERIALIZED (  -- one pass over the queue for all the tables
-    SELECT q.target, count(*) AS keys, min(q.queued_at) AS oldest FROM crm_kpi.change_queue q GROUP BY q.target)
+    SELECT q.target, count(*) AS keys, min(q.queued_at) AS oldest, crm_kpi.stale_tables(q.target) AS stales
+    FROM crm_kpi.change_queue q GROUP BY q.target)
 SELECT k.table_name, s.watermark,
-       (SELECT coalesce(sum(p.keys), 0)::bigint FROM pending p WHERE p.target = ANY(k.queue_targets) OR p.target = '*')
-           AS pending_keys,
-       (SELECT min(p.oldest) FROM pending p WHERE p.target = ANY(k.queue_targets) OR p.target = '*') AS oldest_pending,
-       now() - (SELECT min(p.oldest) FROM pending p WHERE p.target = ANY(k.queue_targets) OR p.target = '*') AS lag,
+       (SELECT coalesce(sum(p.keys), 0)::bigint FROM pending p WHERE k.table_name = ANY(p.stales)) AS pending_keys,
+       (SELECT min(p.oldest) FROM pending p WHERE k.table_name = ANY(p.stales)) AS oldest_pending,
+       now() - (SELECT min(p.oldest) FROM pending p WHERE k.table_name = ANY(p.stales)) AS lag,
        s.last_refresh_at, s.last_duration, s.rows_touched, s.last_error, s.last_error_at,
        e.as_of, e.built_at, r.reason AS needs_rebuild,
        w.pid AS worker_pid, w.state AS worker_state, w.last_run_at AS worker_last_run_at,

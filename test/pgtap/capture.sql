@@ -50,9 +50,9 @@ SELECT ok(EXISTS (SELECT FROM pg_locks l WHERE l.pid = pg_backend_pid() AND l.re
                   AND l.mode = 'RowExclusiveLock'), 'it appends to the queue');
 SELECT crm_kpi.refresh();
 
--- TRUNCATE makes everything of the source stale: the next refresh is a rebuild.
+-- TRUNCATE makes everything of the source stale: the next refresh rebuilds the tables its kind feeds.
 TRUNCATE crm.survey_responses;
-SELECT set_eq('SELECT target FROM queued', $$VALUES ('*')$$, 'TRUNCATE queues *');
+SELECT set_eq('SELECT target FROM queued', $$VALUES ('*survey_responses')$$, 'TRUNCATE queues * followed by the kind');
 SELECT is((SELECT mode FROM crm_kpi.refresh()), 'rebuild', 'and the next refresh rebuilds');
 
 -- A partitioned source: writes through the parent and straight into a partition are captured.

@@ -1,0 +1,108 @@
+-- refresh_families.sql: one family of KPI tables that cannot be refreshed does not hold the others back. A value a
+-- binding cannot read (a ticket's replies beyond integer), a mapped column dropped or renamed: the refresh keeps that
+-- family's keys queued and its tables as they were, names the tables and the error (history, status, WARNING), and
+-- refreshes the other families; once the data or the binding is fixed, the next refresh catches up and verify() is
+-- empty. A TRUNCATE or DDL queues a rebuild of the tables its kind feeds only. Expected values are sums of the rows
+-- written here.
+BEGIN;
+CREATE EXTENSION crm_kpi;
+SELECT plan(27);
+SET client_min_messages = error;  -- the failed refreshes' WARNINGs
+
+CREATE TABLE cu (id bigint, created timestamptz, ch text);
+CREATE TABLE od (id bigint, cust bigint, st text, amt numeric NOT NULL, at timestamptz);
+CREATE TABLE tk (id bigint, cust bigint, opened timestamptz, resolved timestamptz, replies bigint);
+SELECT crm_kpi.bind_source('customers', 'cu', '{"customer_id": "id", "created_at": "created", "acquisition_channel": "ch"}');
+SELECT crm_kpi.bind_source('orders', 'od', '{"order_id": "id", "customer_id": "cust", "status": "st",
+                                              "amount": "amt", "ordered_at": "at"}');
+SELECT crm_kpi.bind_source('tickets', 'tk', '{"ticket_id": "id", "customer_id": "cust", "opened_at": "opened",
+                                               "resolved_at": "resolved", "replies": "replies"}');
+INSERT INTO cu VALUES (1, '2024-01-01', 'web'), (2, '2024-01-01', 'ads');
+INSERT INTO od VALUES (1, 1, 'completed', 100, '2024-03-01 12:00+00');
+INSERT INTO tk VALUES (1, 1, '2024-03-01 08:00+00', '2024-03-01 10:00+00', 3);
+SELECT is((SELECT mode FROM crm_kpi.refresh()), 'rebuild', 'the first refresh builds the tables');
+
+CREATE FUNCTION pg_temp.revenue() RETURNS numeric LANGUAGE sql AS $$
+    SELECT coalesce(sum(revenue), 0) FROM crm_kpi.sales_daily
+$$;
+CREATE FUNCTION pg_temp.service() RETURNS text LANGUAGE sql AS $$
+    SELECT coalesce(sum(opened), 0) || ' opened, ' || coalesce(sum(replies_on_resolved), 0) || ' replies'
+    FROM crm_kpi.service_daily
+$$;
+CREATE FUNCTION pg_temp.errors() RETURNS text LANGUAGE sql AS $$
+    SELECT coalesce(string_agg(table_name || ' ' || split_part(last_error, ':', 1), ', ' ORDER BY table_name), 'none')
+    FROM crm_kpi.status WHERE last_error IS NOT NULL
+$$;
+CREATE TEMP TABLE run AS SELECT * FROM crm_kpi.refresh_history WHERE false;
+
+-- 1. A value the tickets' binding cannot read: 3,000,000,000 replies (replies is an integer in the contract).
+INSERT INTO tk VALUES (2, 2, '2024-03-02 08:00+00', '2024-03-02 09:00+00', 3000000000);
+INSERT INTO od VALUES (2, 2, 'completed', 50, '2024-03-02 12:00+00');
+INSERT INTO run SELECT * FROM crm_kpi.refresh();
+SELECT is((SELECT error FROM run), 'service_daily: 22003: integer out of range', 'a ticket out of range: the refresh names the table and the error');
+SELECT is(pg_temp.revenue(), 150::numeric, 'the order written beside it is refreshed: 100 + 50');
+SELECT is(pg_temp.service(), '1 opened, 3 replies', 'service_daily keeps its last exact values');
+SELECT is(pg_temp.errors(), 'service_daily 22003', 'crm_kpi.status shows the error on service_daily alone');
+SELECT ok((SELECT pending_keys > 0 FROM crm_kpi.status WHERE table_name = 'service_daily')
+          AND (SELECT pending_keys = 0 FROM crm_kpi.status WHERE table_name = 'sales_daily'),
+          'its keys stay queued; none of the sales tables');
+SELECT is((SELECT mode || ' ' || (error IS NOT NULL) FROM crm_kpi.refresh_history ORDER BY run_id DESC LIMIT 1), 'refresh true',
+          'the run is recorded with its error');
+
+-- The data fixed: the next refresh catches up.
+UPDATE tk SET replies = 4 WHERE id = 2;
+INSERT INTO run SELECT * FROM crm_kpi.refresh();
+SELECT is((SELECT error FROM run OFFSET 1), NULL, 'fixed: the refresh succeeds');
+SELECT is(pg_temp.service(), '2 opened, 7 replies', 'service_daily counts both tickets: 3 + 4 replies');
+SELECT is(pg_temp.errors(), 'none', 'and no table shows an error');
+SELECT is((SELECT count(*) FROM crm_kpi.verify()), 0::bigint, 'verify: exact');
+
+-- 2. A mapped column of the tickets dropped: the service tables are rebuilt once the binding is fixed.
+TRUNCATE run;
+ALTER TABLE tk DROP COLUMN replies;
+SELECT is((SELECT array_agg(DISTINCT target) FROM crm_kpi.change_queue), '{*tickets}', 'the drop queues a rebuild of the tickets'' tables');
+INSERT INTO od VALUES (3, 1, 'completed', 25, '2024-03-03 12:00+00');
+INSERT INTO run SELECT * FROM crm_kpi.refresh();
+SELECT matches((SELECT error FROM run), '^service_daily: 42703: column .*replies.* does not exist$',
+               'the refresh names the table and the missing column');
+SELECT is(pg_temp.revenue(), 175::numeric, 'the order written after the drop is refreshed: 150 + 25');
+SELECT is(pg_temp.service(), '2 opened, 7 replies', 'service_daily keeps its last exact values');
+SELECT is(crm_kpi.rebuild_reason(), 'a bound tickets source was truncated, bound, unbound, or altered in what it reads: '
+          'the next refresh rebuilds service_daily', 'the status says which tables wait for a rebuild');
+SELECT crm_kpi.bind_source('tickets', 'tk', '{"ticket_id": "id", "customer_id": "cust", "opened_at": "opened",
+                                               "resolved_at": "resolved"}');
+INSERT INTO run SELECT * FROM crm_kpi.refresh();
+SELECT is((SELECT mode || ' ' || tables::text FROM run OFFSET 1), 'rebuild {"service_daily": 4}',
+          'bound again without replies: service_daily alone is rebuilt (its 2 rows deleted and written again)');
+SELECT is(pg_temp.service(), '2 opened, 0 replies', 'it counts the tickets without replies');
+SELECT is(pg_temp.errors() || ', ' || (SELECT count(*) FROM crm_kpi.verify()), 'none, 0', 'no error; verify: exact');
+
+-- 3. The orders' amount renamed: every table kept from the customers waits; the tickets' table goes on.
+TRUNCATE run;
+ALTER TABLE od RENAME COLUMN amt TO amount;
+INSERT INTO tk VALUES (3, 2, '2024-03-04 08:00+00', NULL);
+INSERT INTO od VALUES (4, 2, 'completed', 10, '2024-03-04 12:00+00');
+INSERT INTO run SELECT * FROM crm_kpi.refresh();
+SELECT is((SELECT split_part(error, ': 42703', 1) FROM run),
+          (SELECT string_agg(table_name, ', ' ORDER BY position) FROM crm_kpi.kpi_tables
+           WHERE table_name NOT IN ('pipeline_daily', 'pipeline_total_daily', 'service_daily', 'satisfaction_daily')),
+          'the refresh names every table kept from the customers');
+SELECT is(pg_temp.service(), '3 opened, 0 replies', 'the ticket written beside it is refreshed');
+SELECT is(pg_temp.revenue(), 175::numeric, 'sales_daily keeps its last exact values');
+ALTER TABLE od RENAME COLUMN amount TO amt;
+INSERT INTO run SELECT * FROM crm_kpi.refresh();
+SELECT is((SELECT mode || ' ' || (error IS NULL) FROM run OFFSET 1), 'rebuild true', 'renamed back: the tables of the customers are rebuilt');
+SELECT is(pg_temp.revenue(), 185::numeric, 'with the order written meanwhile: 175 + 10');
+SELECT is(pg_temp.errors() || ', ' || (SELECT count(*) FROM crm_kpi.verify()), 'none, 0', 'no error; verify: exact');
+
+-- 4. A TRUNCATE of the tickets rebuilds their table alone.
+TRUNCATE run;
+TRUNCATE tk;
+INSERT INTO run SELECT * FROM crm_kpi.refresh();
+SELECT is((SELECT mode || ' ' || tables::text FROM run), 'rebuild {"service_daily": 3}',
+          'TRUNCATE of the tickets: service_daily alone is rebuilt (its 3 rows deleted)');
+SELECT is(pg_temp.service() || ', ' || pg_temp.revenue() || ', ' || (SELECT count(*) FROM crm_kpi.verify()), '0 opened, 0 replies, 185, 0',
+          'no tickets, the sales as they were; verify: exact');
+
+SELECT * FROM finish();
+ROLLBACK;
