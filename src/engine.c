@@ -29,7 +29,7 @@ EngineInit(void)
 							 &engine_warning_factor, 2.0, 1.0, 1000.0, PGC_USERSET, 0,
 							 NULL, NULL, NULL);
 	DefineCustomIntVariable("crm_kpi.refresh_batch_size",
-							"Stale keys (days, months or customers) the refresh engine recomputes per batch.",
+							"Stale keys (customers, or days or months of a family) the refresh engine recomputes per batch.",
 							NULL,
 							&engine_batch_size, 10000, 1, 10000000, PGC_USERSET, 0,
 							NULL, NULL, NULL);

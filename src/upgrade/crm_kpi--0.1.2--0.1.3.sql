@@ -84,7 +84,12 @@ BEGIN
         CONTINUE WHEN g.group_tables && ARRAY(SELECT jsonb_object_keys(failed))::name[];
         part := tables;
         BEGIN
-            DELETE FROM crm_kpi.change_queue q WHERE q.target = ANY(g.targets);
+            -- The rebuild's markers, and the pending keys it covers: those whose every table it rebuilds (deleted
+            -- before it reads the sources, as a rebuild of everything empties the queue; a key committed later stays).
+            DELETE FROM crm_kpi.change_queue q
+            WHERE q.target = ANY(g.targets)
+               OR q.target IN (SELECT x.target FROM (SELECT DISTINCT unnest(k.queue_targets) AS target FROM crm_kpi.kpi_tables k) x
+                               WHERE crm_kpi.stale_tables(x.target) <@ g.group_tables);
             FOR b IN SELECT s.kind, s.source FROM crm_kpi.source_bindings s WHERE '*' || s.kind = ANY(g.targets) LOOP
                 IF NOT crm_kpi.capture_ok(b.kind, b.source) THEN
                     PERFORM crm_kpi.capture_attach(b.kind, b.source);
@@ -104,7 +109,7 @@ BEGIN
     END LOOP;
 END $$;
 COMMENT ON FUNCTION crm_kpi.rebuild_kinds(jsonb, jsonb) IS
-    'Rebuilds (concurrently) the KPI tables of each kind whose rebuild is queued (target * followed by the kind; crm_kpi.kind_tables), each group of tables in a subtransaction: adds the rows written per table to tables; a group that fails stays queued, written nowhere, and its tables with the error go into failed';
+    'Rebuilds (concurrently) the KPI tables of each kind whose rebuild is queued (target * followed by the kind; crm_kpi.kind_tables), each group of tables in a subtransaction, and drops the pending keys whose every table it rebuilds: adds the rows written per table to tables; a group that fails stays queued with those keys, written nowhere, and its tables with the error go into failed';
 
 -- refresh_batch() takes and returns the failed families too.
 DROP FUNCTION crm_kpi.refresh_batch(jsonb);

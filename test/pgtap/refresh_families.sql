@@ -6,7 +6,7 @@
 -- written here.
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(27);
+SELECT plan(29);
 SET client_min_messages = error;  -- the failed refreshes' WARNINGs
 
 CREATE TABLE cu (id bigint, created timestamptz, ch text);
@@ -95,12 +95,17 @@ SELECT is((SELECT mode || ' ' || (error IS NULL) FROM run OFFSET 1), 'rebuild tr
 SELECT is(pg_temp.revenue(), 185::numeric, 'with the order written meanwhile: 175 + 10');
 SELECT is(pg_temp.errors() || ', ' || (SELECT count(*) FROM crm_kpi.verify()), 'none, 0', 'no error; verify: exact');
 
--- 4. A TRUNCATE of the tickets rebuilds their table alone.
+-- 4. A TRUNCATE of the tickets rebuilds their table alone, and drops the keys it covers.
 TRUNCATE run;
+INSERT INTO tk VALUES (4, 1, '2024-03-05 08:00+00', NULL);
 TRUNCATE tk;
+SELECT is((SELECT string_agg(DISTINCT target, ',') FROM crm_kpi.change_queue), '*tickets,tickets',
+          'a ticket''s key, then the TRUNCATE''s rebuild, are queued');
 INSERT INTO run SELECT * FROM crm_kpi.refresh();
 SELECT is((SELECT mode || ' ' || tables::text FROM run), 'rebuild {"service_daily": 3}',
           'TRUNCATE of the tickets: service_daily alone is rebuilt (its 3 rows deleted)');
+SELECT is((SELECT batches || ' ' || stale_keys || ' ' || pending_after FROM run), '0 0 0',
+          'and the ticket''s key went with it: no batch recomputed it, nothing is left');
 SELECT is(pg_temp.service() || ', ' || pg_temp.revenue() || ', ' || (SELECT count(*) FROM crm_kpi.verify()), '0 opened, 0 replies, 185, 0',
           'no tickets, the sales as they were; verify: exact');
 
