@@ -26,21 +26,23 @@ CREATE FUNCTION crm_kpi.stale_tables(target text) RETURNS name[]
 COMMENT ON FUNCTION crm_kpi.stale_tables(text) IS
     'The KPI tables a pending key of crm_kpi.change_queue with this target may change: every one for *, those its kind feeds for * followed by a kind (crm_kpi.kind_tables), else those listing the target among their queue targets';
 
-CREATE OR REPLACE FUNCTION crm_kpi.rebuild_reason() RETURNS text
+CREATE FUNCTION crm_kpi.kind_rebuild_reason(targets text[]) RETURNS text
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN (SELECT format('a bound %s source was truncated, bound, unbound, or altered in what it reads: the next refresh rebuilds %s',
+                          (SELECT string_agg(DISTINCT substr(g, 2), ', ') FROM unnest(targets) g),
+                          string_agg(k.table_name, ', ' ORDER BY k.position))
+            FROM crm_kpi.kpi_tables k
+            WHERE EXISTS (SELECT FROM unnest(targets) g WHERE k.table_name = ANY(crm_kpi.stale_tables(g)))
+            HAVING count(*) > 0);
+COMMENT ON FUNCTION crm_kpi.kind_rebuild_reason(text[]) IS
+    'Why a rebuild of the tables some kinds feed is queued (targets * followed by a kind, as in crm_kpi.change_queue): the kinds, and the tables the next refresh rebuilds (crm_kpi.kind_tables); NULL when they feed none';
+
+CREATE FUNCTION crm_kpi.settings_rebuild_reason() RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
-    RETURN (SELECT CASE
-        WHEN crm_kpi.library_version() IS NULL THEN NULL  -- loads the library, which defines the settings
-        WHEN e.built_at IS NULL THEN 'never built (first fill, or restored from a dump)'
-        WHEN EXISTS (SELECT FROM crm_kpi.change_queue q WHERE q.target = '*') THEN 'a bound source was truncated, bound, unbound, or altered in what it reads'
-        ELSE nullif(concat_ws('; ',
-            (SELECT format('a bound %s source was truncated, bound, unbound, or altered in what it reads: the next refresh rebuilds %s',
-                           m.kinds, r.tables)
-             FROM (SELECT string_agg(DISTINCT substr(q.target, 2), ', ') AS kinds, array_agg(DISTINCT q.target) AS targets
-                   FROM crm_kpi.change_queue q WHERE left(q.target, 1) = '*') m
-             CROSS JOIN LATERAL (SELECT string_agg(k.table_name, ', ' ORDER BY k.position) AS tables FROM crm_kpi.kpi_tables k
-                                 WHERE EXISTS (SELECT FROM unnest(m.targets) g WHERE k.table_name = ANY(crm_kpi.stale_tables(g)))) r
-             WHERE m.kinds IS NOT NULL),
+    RETURN (SELECT CASE WHEN crm_kpi.library_version() IS NULL THEN NULL  -- loads the library, which defines the settings
+                        WHEN e.built_at IS NOT NULL THEN nullif(concat_ws('; ',
             CASE WHEN e.timezone <> current_setting('crm_kpi.timezone')
                  THEN format('crm_kpi.timezone is %s, the tables use %s', current_setting('crm_kpi.timezone'), e.timezone) END,
             CASE WHEN e.active_window <> current_setting('crm_kpi.active_window')::interval
@@ -53,6 +55,21 @@ CREATE OR REPLACE FUNCTION crm_kpi.rebuild_reason() RETURNS text
                  THEN format('crm_kpi.loyal_min_orders is %s, the tables use %s', current_setting('crm_kpi.loyal_min_orders'), e.loyal_min_orders) END,
             CASE WHEN e.resolution_sla <> current_setting('crm_kpi.resolution_sla')::interval
                  THEN format('crm_kpi.resolution_sla is %s, the tables use %s', current_setting('crm_kpi.resolution_sla'), e.resolution_sla) END), '')
+                   END
+            FROM crm_kpi.engine_state e);
+COMMENT ON FUNCTION crm_kpi.settings_rebuild_reason() IS
+    'The settings the KPI tables depend on (crm_kpi.timezone, active_window, churn_after, loyal_min_tenure, loyal_min_orders, resolution_sla) whose value differs from the one they were built with (engine_state), each with both values; NULL when none does or they were never built';
+
+CREATE OR REPLACE FUNCTION crm_kpi.rebuild_reason() RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN (SELECT CASE
+        WHEN crm_kpi.library_version() IS NULL THEN NULL  -- loads the library, which defines the settings
+        WHEN e.built_at IS NULL THEN 'never built (first fill, or restored from a dump)'
+        WHEN EXISTS (SELECT FROM crm_kpi.change_queue q WHERE q.target = '*') THEN 'a bound source was truncated, bound, unbound, or altered in what it reads'
+        ELSE nullif(concat_ws('; ',
+            crm_kpi.kind_rebuild_reason(ARRAY(SELECT DISTINCT q.target FROM crm_kpi.change_queue q WHERE left(q.target, 1) = '*')),
+            crm_kpi.settings_rebuild_reason()), '')
         END FROM crm_kpi.engine_state e);
 COMMENT ON FUNCTION crm_kpi.rebuild_reason() IS
     'Why the KPI tables need crm_kpi.rebuild(): never built, a source truncated, bound, unbound or altered in what it reads (of a kind: the next refresh rebuilds the tables it feeds), or a setting they depend on changed since; NULL when they do not';
@@ -365,7 +382,13 @@ SELECT k.table_name, s.watermark,
        (SELECT min(p.oldest) FROM pending p WHERE k.table_name = ANY(p.stales)) AS oldest_pending,
        now() - (SELECT min(p.oldest) FROM pending p WHERE k.table_name = ANY(p.stales)) AS lag,
        s.last_refresh_at, s.last_duration, s.rows_touched, s.last_error, s.last_error_at,
-       e.as_of, e.built_at, r.reason AS needs_rebuild,
+       e.as_of, e.built_at,
+       -- of this table: a rebuild of a kind's tables only where that kind feeds it
+       CASE WHEN e.built_at IS NULL OR EXISTS (SELECT FROM pending p WHERE p.target = '*') THEN r.reason
+            ELSE nullif(concat_ws('; ',
+                                  crm_kpi.kind_rebuild_reason(ARRAY(SELECT p.target FROM pending p
+                                                                    WHERE left(p.target, 1) = '*' AND k.table_name = ANY(p.stales))),
+                                  crm_kpi.settings_rebuild_reason()), '') END AS needs_rebuild,
        w.pid AS worker_pid, w.state AS worker_state, w.last_run_at AS worker_last_run_at,
        w.last_error AS worker_last_error
 FROM crm_kpi.kpi_tables k
@@ -374,7 +397,7 @@ CROSS JOIN crm_kpi.engine_state e
 CROSS JOIN (SELECT crm_kpi.rebuild_reason() AS reason) r  -- once, not per table
 CROSS JOIN crm_kpi.worker_status() w;
 COMMENT ON VIEW crm_kpi.status IS
-    'One row per KPI table: watermark (changes committed before it are reflected), stale keys pending, the oldest one''s queue time and age (lag), last refresh that touched it, its duration and rows written, last error, the instant time-dependent KPIs are taken at, why a rebuild is needed (NULL when not), and this database''s refresh worker (pid, state, last run, last error)';
+    'One row per KPI table: watermark (changes committed before it are reflected), stale keys pending, the oldest one''s queue time and age (lag), last refresh that touched it, its duration and rows written, last error, the instant time-dependent KPIs are taken at, why it needs a rebuild (NULL when it does not; a rebuild of a kind''s tables shows on those only), and this database''s refresh worker (pid, state, last run, last error)';
 
 CREATE OR REPLACE FUNCTION crm_kpi.unbind_source_by(kind text, source regclass, binder regrole) RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE

@@ -6,7 +6,7 @@
 -- written here.
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(29);
+SELECT plan(30);
 SET client_min_messages = error;  -- the failed refreshes' WARNINGs
 
 CREATE TABLE cu (id bigint, created timestamptz, ch text);
@@ -69,6 +69,8 @@ SELECT is(pg_temp.revenue(), 175::numeric, 'the order written after the drop is 
 SELECT is(pg_temp.service(), '2 opened, 7 replies', 'service_daily keeps its last exact values');
 SELECT is(crm_kpi.rebuild_reason(), 'a bound tickets source was truncated, bound, unbound, or altered in what it reads: '
           'the next refresh rebuilds service_daily', 'the status says which tables wait for a rebuild');
+SELECT is((SELECT string_agg(table_name, ',') FROM crm_kpi.status WHERE needs_rebuild = crm_kpi.rebuild_reason()), 'service_daily',
+          'and crm_kpi.status.needs_rebuild says it on that table alone');
 SELECT crm_kpi.bind_source('tickets', 'tk', '{"ticket_id": "id", "customer_id": "cust", "opened_at": "opened",
                                                "resolved_at": "resolved"}');
 INSERT INTO run SELECT * FROM crm_kpi.refresh();
