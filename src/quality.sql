@@ -5,15 +5,13 @@ CREATE FUNCTION crm_kpi.data_quality()
     LANGUAGE sql STABLE PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    WITH e AS (SELECT (as_of AT TIME ZONE timezone)::date AS today,
-                      coalesce(((as_of AT TIME ZONE timezone)::date)::text, 'none yet') AS today_text,
-                      'after the day of the last refresh (' || coalesce(((as_of AT TIME ZONE timezone)::date)::text, 'none yet')
-                          || ')' AS after,
+    WITH e AS (SELECT t.today, t.today_text,
+                      'after the day of the last refresh (' || t.today_text || ')' AS after,
                       -- a century back: a date before it is most likely mistyped (year 1 for 2021, say)
-                      ((as_of AT TIME ZONE timezone)::date - interval '100 years')::date AS cutoff,
-                      'more than 100 years before the day of the last refresh ('
-                          || coalesce(((as_of AT TIME ZONE timezone)::date)::text, 'none yet') || ')' AS before
-               FROM crm_kpi.engine_state),
+                      (t.today - interval '100 years')::date AS cutoff,
+                      'more than 100 years before the day of the last refresh (' || t.today_text || ')' AS before
+               FROM (SELECT d.today, coalesce(d.today::text, 'none yet') AS today_text
+                     FROM (SELECT (s.as_of AT TIME ZONE s.timezone)::date AS today FROM crm_kpi.engine_state s) d) t),
     cs AS (SELECT count(*) AS customers,
                   count(*) FILTER (WHERE s.acquisition_channel IS NULL) AS no_channel,
                   count(*) FILTER (WHERE s.created_at IS NULL) AS no_created,

@@ -133,18 +133,24 @@ CREATE FUNCTION crm_kpi.settings_rebuild_reason() RETURNS text
 COMMENT ON FUNCTION crm_kpi.settings_rebuild_reason() IS
     'The settings the KPI tables depend on (crm_kpi.timezone, active_window, churn_after, loyal_min_tenure, loyal_min_orders, resolution_sla) whose value differs from the one they were built with (engine_state), each with both values; NULL when none does or they were never built';
 
--- Why the KPI tables need crm_kpi.rebuild(), or NULL.
-CREATE FUNCTION crm_kpi.rebuild_reason() RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE
+-- Why KPI tables need a rebuild, given the rebuild markers queued for them (targets * and * followed by a kind), or NULL.
+CREATE FUNCTION crm_kpi.rebuild_reason_for(markers text[]) RETURNS text
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
     RETURN (SELECT CASE
         WHEN crm_kpi.library_version() IS NULL THEN NULL  -- loads the library, which defines the settings
         WHEN e.built_at IS NULL THEN 'never built (first fill, or restored from a dump)'
-        WHEN EXISTS (SELECT FROM crm_kpi.change_queue q WHERE q.target = '*') THEN 'a bound source was truncated, bound, unbound, or altered in what it reads'
-        ELSE nullif(concat_ws('; ',
-            crm_kpi.kind_rebuild_reason(ARRAY(SELECT DISTINCT q.target FROM crm_kpi.change_queue q WHERE left(q.target, 1) = '*')),
-            crm_kpi.settings_rebuild_reason()), '')
+        WHEN '*' = ANY(markers) THEN 'a bound source was truncated, bound, unbound, or altered in what it reads'
+        ELSE nullif(concat_ws('; ', crm_kpi.kind_rebuild_reason(markers), crm_kpi.settings_rebuild_reason()), '')
         END FROM crm_kpi.engine_state e);
+COMMENT ON FUNCTION crm_kpi.rebuild_reason_for(text[]) IS
+    'Why KPI tables need a rebuild, given the rebuild markers of crm_kpi.change_queue that concern them (* for every table, * followed by a kind for the tables it feeds): never built, a rebuild of everything queued, the kinds whose tables the next refresh rebuilds, the settings that changed; NULL when none applies';
+
+-- Why the KPI tables need crm_kpi.rebuild(), or NULL.
+CREATE FUNCTION crm_kpi.rebuild_reason() RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN crm_kpi.rebuild_reason_for(ARRAY(SELECT DISTINCT q.target FROM crm_kpi.change_queue q WHERE left(q.target, 1) = '*'));
 COMMENT ON FUNCTION crm_kpi.rebuild_reason() IS
     'Why the KPI tables need crm_kpi.rebuild(): never built, a source truncated, bound, unbound or altered in what it reads (of a kind: the next refresh rebuilds the tables it feeds), or a setting they depend on changed since; NULL when they do not';
 
@@ -410,7 +416,7 @@ BEGIN
              FROM (SELECT DISTINCT q.target, crm_kpi.kind_tables(substr(q.target, 2)) AS group_tables
                    FROM crm_kpi.change_queue q WHERE left(q.target, 1) = '*' AND q.target <> '*') x
              GROUP BY x.group_tables ORDER BY cardinality(x.group_tables) DESC, min(x.target) LOOP
-        CONTINUE WHEN g.group_tables && ARRAY(SELECT jsonb_object_keys(failed))::name[];
+        CONTINUE WHEN failed ?| g.group_tables::text[];
         part := tables;
         BEGIN
             -- The rebuild's markers, and the pending keys it covers: those whose every table it rebuilds (deleted
@@ -482,7 +488,7 @@ BEGIN
         ANALYZE crm_kpi.change_queue;
     END IF;
     keys := 0;
-    IF NOT customer_tables && ARRAY(SELECT jsonb_object_keys(failed))::name[] THEN
+    IF NOT failed ?| customer_tables::text[] THEN
         part := tables;
         BEGIN
             WITH picked AS (SELECT DISTINCT q.customer_id FROM crm_kpi.change_queue q
@@ -521,7 +527,7 @@ BEGIN
     FOR g IN SELECT k.own_target, k.key_grain, array_agg(k.table_name ORDER BY k.position) AS group_tables
              FROM crm_kpi.kpi_tables k WHERE k.key_grain IN ('day', 'month')
              GROUP BY k.own_target, k.key_grain ORDER BY min(k.position) LOOP
-        CONTINUE WHEN g.group_tables && ARRAY(SELECT jsonb_object_keys(failed))::name[];
+        CONTINUE WHEN failed ?| g.group_tables::text[];
         part := tables;
         BEGIN
             WITH picked AS (SELECT DISTINCT q.day FROM crm_kpi.change_queue q
@@ -626,7 +632,6 @@ BEGIN
         ELSE
             PERFORM crm_kpi.engine_apply(crm_kpi.engine_settings());
             PERFORM crm_kpi.advance_time(now());
-            checked := clock_timestamp();
             b := crm_kpi.rebuild_kinds(tables, failed);
             tables := b.tables;
             failed := b.failed;

@@ -45,18 +45,14 @@ SELECT k.table_name, s.watermark,
        now() - (SELECT min(p.oldest) FROM pending p WHERE k.table_name = ANY(p.stales)) AS lag,
        s.last_refresh_at, s.last_duration, s.rows_touched, s.last_error, s.last_error_at,
        e.as_of, e.built_at,
-       -- of this table: a rebuild of a kind's tables only where that kind feeds it
-       CASE WHEN e.built_at IS NULL OR EXISTS (SELECT FROM pending p WHERE p.target = '*') THEN r.reason
-            ELSE nullif(concat_ws('; ',
-                                  crm_kpi.kind_rebuild_reason(ARRAY(SELECT p.target FROM pending p
-                                                                    WHERE left(p.target, 1) = '*' AND k.table_name = ANY(p.stales))),
-                                  crm_kpi.settings_rebuild_reason()), '') END AS needs_rebuild,
+       -- of this table: the rebuild markers that concern it (a kind's only where that kind feeds it)
+       crm_kpi.rebuild_reason_for(ARRAY(SELECT p.target FROM pending p WHERE left(p.target, 1) = '*' AND k.table_name = ANY(p.stales)))
+           AS needs_rebuild,
        w.pid AS worker_pid, w.state AS worker_state, w.last_run_at AS worker_last_run_at,
        w.last_error AS worker_last_error
 FROM crm_kpi.kpi_tables k
 JOIN crm_kpi.kpi_table_state s ON s.table_name = k.table_name
 CROSS JOIN crm_kpi.engine_state e
-CROSS JOIN (SELECT crm_kpi.rebuild_reason() AS reason) r  -- once, not per table
 CROSS JOIN crm_kpi.worker_status() w;
 COMMENT ON VIEW crm_kpi.status IS
     'One row per KPI table: watermark (changes committed before it are reflected), stale keys pending, the oldest one''s queue time and age (lag), last refresh that touched it, its duration and rows written, last error, the instant time-dependent KPIs are taken at, why it needs a rebuild (NULL when it does not; a rebuild of a kind''s tables shows on those only), and this database''s refresh worker (pid, state, last run, last error)';
