@@ -103,6 +103,16 @@ SELECT crm_kpi.bind_source('orders', 'part_orders',
     '{"order_id": "id", "customer_id": "customer", "status": "status", "amount": "amount", "ordered_at": "at"}');
 SELECT * FROM pg_temp.rows_of(crm_kpi.source_query('orders', 'part_orders')) ORDER BY 1;
 
+-- A value a binding cannot convert never fails the CRM's write: a WARNING, and everything the kind feeds is queued
+-- as stale (the refresh then reports the error until the row is fixed).
+CREATE TABLE text_orders (id bigint, who text, st text, amt numeric, at timestamptz);
+SELECT crm_kpi.bind_source('orders', 'text_orders',
+    '{"order_id": "id", "customer_id": {"expr": "src.who::bigint"}, "status": "st", "amount": "amt", "ordered_at": "at"}');
+DELETE FROM crm_kpi.change_queue;
+INSERT INTO text_orders VALUES (1, 'oops', 'completed', 1, '2024-06-01');
+SELECT target, day, customer_id FROM crm_kpi.change_queue;
+SELECT count(*) AS text_orders_rows FROM text_orders;
+
 -- Unbinding, and dropping a bound table, forget the binding; the tables stay.
 SELECT crm_kpi.unbind_source('orders', 'part_orders');
 SELECT pg_temp.sqlstate_of($$SELECT crm_kpi.unbind_source('orders', 'part_orders')$$);
@@ -115,7 +125,7 @@ SELECT count(*) AS ref_orders, (SELECT count(*) FROM ref.customers) AS ref_custo
        (SELECT count(*) FROM odoo.sale_order) AS odoo_orders FROM ref.orders;
 DROP SCHEMA ref CASCADE;
 DROP SCHEMA odoo CASCADE;
-DROP TABLE victim, part_orders, "Robert'); DROP TABLE victim;--";
+DROP TABLE victim, part_orders, text_orders, "Robert'); DROP TABLE victim;--";
 DROP FUNCTION public.double_it(int);
 REVOKE USAGE ON SCHEMA crm_kpi FROM crm_kpi_regress_binder;
 DROP ROLE crm_kpi_regress_binder;

@@ -32,7 +32,7 @@ typedef struct CapturePlan
 	bool		valid;			/* false once the table's definition changed */
 	bool		bound;			/* false when the table is no longer bound: the trigger does nothing */
 	bool		direct;			/* keys read from the transition rows (capture_direct.c) */
-	SPIPlanPtr	plan;			/* else: capture_sql's statement */
+	SPIPlanPtr	plan;			/* else: capture_sql's statement (capture_statement.c) */
 	CaptureDirect columns;
 } CapturePlan;
 
@@ -212,6 +212,7 @@ crm_kpi_capture(PG_FUNCTION_ARGS)
 	CapturePlan *entry;
 	Oid			save_userid;
 	int			save_sec_context;
+	uint64		queued;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -227,9 +228,9 @@ crm_kpi_capture(PG_FUNCTION_ARGS)
 	entry = capture_entry(trigdata, kind);
 	if (!entry->bound)
 		return PointerGetDatum(NULL);
+	capture_queue_owner();		/* looks the queue up when not known */
 	if (entry->direct)
 	{
-		capture_queue_owner();	/* looks the queue up when not known */
 		if (capture_direct_run(trigdata, kind, capture_queue, &entry->columns) > 0)
 			worker_wake_after_commit();
 		return PointerGetDatum(NULL);
@@ -238,10 +239,25 @@ crm_kpi_capture(PG_FUNCTION_ARGS)
 	capture_spi_begin(&save_userid, &save_sec_context);
 	if (SPI_register_trigger_data(trigdata) != SPI_OK_TD_REGISTER)
 		elog(ERROR, "SPI_register_trigger_data failed");
-	if (SPI_execute_plan(entry->plan, NULL, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "the capture statement failed");
+	if (SPI_is_cursor_plan(entry->plan))
+	{
+		/* the SELECT of the keys, which may fail on the CRM's values: read apart, then queued */
+		QueuedKeys	keys;
+
+		capture_keys_init(&keys);
+		capture_statement_read(entry->plan, &keys);
+		queued = capture_enqueue(trigdata->tg_relation, capture_queue, kind, &keys);
+	}
+	else
+	{
+		/* an INSERT of what the write made stale as a whole ('*' || kind), which reads no value */
+		if (SPI_execute_plan(entry->plan, NULL, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "the capture statement failed");
+		queued = SPI_processed;
+	}
 	capture_spi_end(save_userid, save_sec_context);
-	worker_wake_after_commit();
+	if (queued > 0)
+		worker_wake_after_commit();
 	return PointerGetDatum(NULL);
 }
 

@@ -1,4 +1,8 @@
-/* capture.h: the capture triggers' direct path, which queues keys read straight from the transition rows. */
+/*
+ * capture.h: the capture triggers' two ways of reading the keys a write made
+ * stale (straight from the transition rows, or by capture_sql's statement) and
+ * the buffer both fill, which is then appended to crm_kpi.change_queue.
+ */
 #ifndef CRM_KPI_CAPTURE_H
 #define CRM_KPI_CAPTURE_H
 
@@ -6,7 +10,9 @@
 
 #include "access/attnum.h"
 #include "commands/trigger.h"
+#include "executor/spi.h"
 #include "pgtime.h"
+#include "utils/date.h"
 #include "utils/relcache.h"
 
 /* At most this many (day, customer) pairs per kind of source (crm_kpi.capture_keys) */
@@ -30,6 +36,44 @@ typedef struct CaptureDirect
 	int			offset;			/* then: seconds east of UTC */
 } CaptureDirect;
 
+/* One (day, customer) key read from a transition row */
+typedef struct QueuedKey
+{
+	int64		customer;
+	DateADT		day;
+	bool		day_null;
+	bool		customer_null;
+} QueuedKey;
+
+/* The keys of a statement, growing as rows are read */
+typedef struct QueuedKeys
+{
+	QueuedKey  *items;
+	int64		n;
+	int64		allocated;
+	/* set when a key could not be computed: then the whole kind is queued as stale instead */
+	int			failed_sqlstate;
+	char	   *failed_message;
+} QueuedKeys;
+
+extern void capture_keys_init(QueuedKeys *keys);
+
+/* The next key, blank (both keys NULL), counted only once the caller increments keys->n */
+extern QueuedKey *capture_keys_next(QueuedKeys *keys);
+
+/* Record the first key that could not be computed (with the error it raised) */
+extern void capture_keys_fail(QueuedKeys *keys, int sqlstate, const char *message);
+
+/*
+ * Append each distinct key under kind to the queue table; when a key could not
+ * be computed, a WARNING and '*' || kind instead (a rebuild of the tables the
+ * kind feeds, which reports the error until the data is fixed). Returns the rows queued.
+ */
+extern uint64 capture_enqueue(Relation source, Oid queue, const char *kind, QueuedKeys *keys);
+
+/* The attribute number of a column of desc, or 0 when it has none of that name */
+extern AttrNumber capture_column(TupleDesc desc, const char *name);
+
 /*
  * Fill *direct for a trigger on rel from crm_kpi.capture_columns (inside an SPI
  * connection); false when the trigger must run capture_sql's statement instead.
@@ -41,5 +85,14 @@ extern Oid capture_queue_owner(void);
 
 /* Queue, once each, the keys of the trigger's transition rows under kind into the queue table; returns the rows queued */
 extern uint64 capture_direct_run(TriggerData *trigdata, const char *kind, Oid queue, const CaptureDirect *direct);
+
+/*
+ * Read the keys capture_sql's SELECT gives (inside an SPI connection with the
+ * transition tables registered) in a subtransaction that writes nothing: a
+ * value the binding cannot convert is recorded in keys (capture_keys_fail)
+ * instead of failing the CRM's write. Errors that are not about the data
+ * (cancel, shutdown, out of memory, serialization) are raised as they are.
+ */
+extern void capture_statement_read(SPIPlanPtr plan, QueuedKeys *keys);
 
 #endif

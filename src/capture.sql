@@ -96,12 +96,13 @@ BEGIN
                            WHEN 'delete' THEN ARRAY['crm_kpi_old']
                            ELSE ARRAY['crm_kpi_old', 'crm_kpi_new'] END) t,
          unnest(keys) key_list;
-    RETURN format('INSERT INTO crm_kpi.change_queue (target, day, customer_id) '
-                  'SELECT DISTINCT %L, r.day, r.customer_id FROM (%s) AS r '
-                  'WHERE r.day IS NOT NULL OR r.customer_id IS NOT NULL', kind, rows_sql);
+    -- A SELECT, which the trigger runs apart from the CRM's write and queues under the kind: a value it cannot
+    -- convert queues the whole kind ('*' || kind) with a WARNING instead of failing the write.
+    RETURN format('SELECT DISTINCT r.day, r.customer_id FROM (%s) AS r '
+                  'WHERE r.day IS NOT NULL OR r.customer_id IS NOT NULL', rows_sql);
 END $$;
 COMMENT ON FUNCTION crm_kpi.capture_sql(text, regclass, text) IS
-    'The statement a capture trigger of a bound source runs for an event (insert, update, delete, truncate): it queues, once each, the (day, customer) keys of the transition rows under the source''s kind';
+    'The statement a capture trigger of a bound source runs for an event (insert, update, delete, truncate): a SELECT of the distinct (day date, customer_id bigint) keys of the transition rows, which the trigger queues under the source''s kind (the whole kind, with a WARNING, when a value cannot be converted); an INSERT of ''*'' || kind when the write makes everything of the kind stale (a TRUNCATE, a binding that no longer reads the table)';
 
 -- The keys a capture trigger can read straight from its transition rows, when every one is a plain column.
 CREATE FUNCTION crm_kpi.capture_columns(kind text, source regclass)

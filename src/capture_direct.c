@@ -24,32 +24,6 @@
 
 #include "capture.h"
 
-/* One key read from a transition row */
-typedef struct QueuedKey
-{
-	int64		customer;
-	DateADT		day;
-	bool		day_null;
-	bool		customer_null;
-} QueuedKey;
-
-/* The keys of a statement, growing as rows are read */
-typedef struct QueuedKeys
-{
-	QueuedKey  *items;
-	int64		n;
-	int64		allocated;
-} QueuedKeys;
-
-/* The attribute number of a column of desc, or 0 when it has none of that name */
-static AttrNumber
-capture_column(TupleDesc desc, const char *name)
-{
-	int			attnum = SPI_fnumber(desc, name);
-
-	return attnum > 0 ? (AttrNumber) attnum : InvalidAttrNumber;
-}
-
 bool
 capture_direct_prepare(Relation rel, const char *kind, CaptureDirect *direct)
 {
@@ -124,39 +98,38 @@ capture_direct_prepare(Relation rel, const char *kind, CaptureDirect *direct)
 	}
 }
 
-/* The day of a timestamptz in the KPI time zone, as (ts AT TIME ZONE zone)::date computes it */
-static DateADT
-capture_day(TimestampTz ts, const CaptureDirect *direct)
+/*
+ * The day of a timestamptz in the KPI time zone, as (ts AT TIME ZONE zone)::date
+ * computes it; false when that is out of range (where the statement would fail)
+ */
+static bool
+capture_day(TimestampTz ts, const CaptureDirect *direct, DateADT *day)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
 	int			tzoff;
 	Timestamp	local;
-	DateADT		day;
 
 	if (TIMESTAMP_IS_NOBEGIN(ts))
 	{
-		DATE_NOBEGIN(day);
-		return day;
+		DATE_NOBEGIN(*day);
+		return true;
 	}
 	if (TIMESTAMP_IS_NOEND(ts))
 	{
-		DATE_NOEND(day);
-		return day;
+		DATE_NOEND(*day);
+		return true;
 	}
 	if (direct->tz == NULL)
 	{
 		local = ts + (Timestamp) direct->offset * USECS_PER_SEC;
 		if (!IS_VALID_TIMESTAMP(local) || timestamp2tm(local, NULL, &tm, &fsec, NULL, NULL) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-					 errmsg("timestamp out of range")));
+			return false;
 	}
 	else if (timestamp2tm(ts, &tzoff, &tm, &fsec, NULL, direct->tz) != 0 || tm2timestamp(&tm, fsec, NULL, &local) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range")));
-	return date2j(tm.tm_year, tm.tm_mon, tm.tm_mday) - POSTGRES_EPOCH_JDATE;
+		return false;
+	*day = date2j(tm.tm_year, tm.tm_mon, tm.tm_mday) - POSTGRES_EPOCH_JDATE;
+	return true;
 }
 
 /* Append the keys of every row of a transition table */
@@ -182,23 +155,17 @@ capture_read(Tuplestorestate *rows, TupleTableSlot *slot, const CaptureDirect *d
 			Datum		value;
 			bool		isnull;
 
-			if (keys->n == keys->allocated)
-			{
-				keys->allocated *= 2;
-				keys->items = repalloc_huge(keys->items, keys->allocated * sizeof(QueuedKey));
-			}
-			key = &keys->items[keys->n];
-			memset(key, 0, sizeof(*key));
-			key->day_null = true;
-			key->customer_null = true;
+			key = capture_keys_next(keys);
 			if (columns->day_att != InvalidAttrNumber)
 			{
 				value = slot_getattr(slot, columns->day_att, &isnull);
 				if (!isnull)
 				{
-					key->day = columns->day_is_date ? DatumGetDateADT(value)
-						: capture_day(DatumGetTimestampTz(value), direct);
 					key->day_null = false;
+					if (columns->day_is_date)
+						key->day = DatumGetDateADT(value);
+					else if (!capture_day(DatumGetTimestampTz(value), direct, &key->day))
+						capture_keys_fail(keys, ERRCODE_DATETIME_VALUE_OUT_OF_RANGE, "timestamp out of range");
 				}
 			}
 			if (columns->customer_att != InvalidAttrNumber)
@@ -220,96 +187,21 @@ capture_read(Tuplestorestate *rows, TupleTableSlot *slot, const CaptureDirect *d
 	tuplestore_select_read_pointer(rows, 0);
 }
 
-/* Order of keys, to find the distinct ones */
-static int
-capture_key_cmp(const void *a, const void *b)
-{
-	const QueuedKey *x = a;
-	const QueuedKey *y = b;
-
-	if (x->day_null != y->day_null)
-		return x->day_null ? 1 : -1;
-	if (!x->day_null && x->day != y->day)
-		return x->day < y->day ? -1 : 1;
-	if (x->customer_null != y->customer_null)
-		return x->customer_null ? 1 : -1;
-	if (!x->customer_null && x->customer != y->customer)
-		return x->customer < y->customer ? -1 : 1;
-	return 0;
-}
-
 uint64
 capture_direct_run(TriggerData *trigdata, const char *kind, Oid queue, const CaptureDirect *direct)
 {
 	QueuedKeys	keys;
 	TupleTableSlot *slot;
-	Relation	rel;
-	TupleDesc	desc;
-	Datum	   *values;
-	bool	   *nulls;
-	AttrNumber	target_att,
-				day_att,
-				customer_att,
-				queued_att;
-	BulkInsertState bistate = NULL;
-	CommandId	cid;
-	uint64		queued = 0;
-	int64		i;
+	uint64		queued;
 
-	keys.allocated = 16;
-	keys.n = 0;
-	keys.items = palloc(keys.allocated * sizeof(QueuedKey));
+	capture_keys_init(&keys);
 	slot = MakeSingleTupleTableSlot(RelationGetDescr(trigdata->tg_relation), &TTSOpsMinimalTuple);
 	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		capture_read(trigdata->tg_oldtable, slot, direct, &keys);
 	if (!TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 		capture_read(trigdata->tg_newtable, slot, direct, &keys);
 	ExecDropSingleTupleTableSlot(slot);
-	if (keys.n == 0)
-		return 0;
-	if (keys.n > 1)
-		qsort(keys.items, keys.n, sizeof(QueuedKey), capture_key_cmp);
-
-	rel = table_open(queue, RowExclusiveLock);
-	desc = RelationGetDescr(rel);
-	target_att = capture_column(desc, "target");
-	day_att = capture_column(desc, "day");
-	customer_att = capture_column(desc, "customer_id");
-	queued_att = capture_column(desc, "queued_at");
-	if (target_att == InvalidAttrNumber || day_att == InvalidAttrNumber ||
-		customer_att == InvalidAttrNumber || queued_att == InvalidAttrNumber || rel->rd_rel->relhasindex)
-		elog(ERROR, "crm_kpi.change_queue does not have the definition capture expects");
-	values = palloc0(desc->natts * sizeof(Datum));
-	nulls = palloc(desc->natts * sizeof(bool));
-	memset(nulls, true, desc->natts * sizeof(bool));
-	values[target_att - 1] = CStringGetTextDatum(kind);
-	nulls[target_att - 1] = false;
-	values[queued_att - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	nulls[queued_att - 1] = false;
-	if (keys.n > 1)
-		bistate = GetBulkInsertState();
-	cid = GetCurrentCommandId(true);
-	for (i = 0; i < keys.n; i++)
-	{
-		const QueuedKey *key = &keys.items[i];
-		HeapTuple	tuple;
-
-		if (i > 0 && capture_key_cmp(key, &keys.items[i - 1]) == 0)
-			continue;
-		values[day_att - 1] = DateADTGetDatum(key->day);
-		nulls[day_att - 1] = key->day_null;
-		values[customer_att - 1] = Int64GetDatum(key->customer);
-		nulls[customer_att - 1] = key->customer_null;
-		tuple = heap_form_tuple(desc, values, nulls);
-		heap_insert(rel, tuple, cid, 0, bistate);
-		heap_freetuple(tuple);
-		queued++;
-	}
-	if (bistate != NULL)
-		FreeBulkInsertState(bistate);
-	table_close(rel, NoLock);
-	/* Visible to the rest of the transaction, as the statement would make them */
-	CommandCounterIncrement();
+	queued = capture_enqueue(trigdata->tg_relation, queue, kind, &keys);
 	pfree(keys.items);
 	return queued;
 }
