@@ -1,11 +1,12 @@
 -- capture_bad_values.sql: a value a binding cannot convert never makes the CRM's write fail. A capture trigger whose
--- keys are expressions (or whose binding has a filter) reads them apart from the write; on such a value it queues the
+-- keys are expressions (or whose binding has a filter) reads them apart from the write; on such a value (or a plain
+-- time column whose day in the KPI time zone is out of range) it queues the
 -- whole kind ('*' || kind) instead of its keys, the refresh then reports the error on the tables that kind feeds (the
 -- others are refreshed), and once the row is fixed the next refresh rebuilds them exactly. Expected values are sums
 -- of the rows written here.
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(20);
+SELECT plan(22);
 SET client_min_messages = error;  -- the capture's and the failed refresh's WARNINGs
 SET crm_kpi.timezone = 'UTC';
 
@@ -87,6 +88,16 @@ SELECT is((SELECT count(*) FROM queued), (SELECT count(DISTINCT (date_trunc('day
           '24,000 rows of 12,000 customers: each distinct (day, customer) queued once');
 SELECT is((SELECT coalesce(error, 'ok') FROM crm_kpi.refresh()), 'ok', 'and refreshed');
 SELECT is((SELECT count(*) FROM crm_kpi.verify()), 0::bigint, 'verify: exact');
+
+-- A plain column read straight from the rows (no statement): a time whose day in the KPI time zone is out of range.
+SET crm_kpi.timezone = 'Asia/Tokyo';
+SELECT crm_kpi.rebuild();
+CREATE TABLE pd (id bigint, cust bigint, st text, amt numeric NOT NULL, at timestamptz);
+SELECT crm_kpi.bind_source('orders', 'pd', '{"order_id": "id", "customer_id": "cust", "status": "st", "amount": "amt", "ordered_at": "at"}');
+SELECT crm_kpi.refresh();
+SELECT lives_ok($$INSERT INTO pd VALUES (1, 1, 'completed', 1, '294276-12-31 23:00+00')$$,
+                'plain columns: a time whose day in Tokyo is beyond the last date: the INSERT succeeds');
+SELECT set_eq('SELECT * FROM queued', $$VALUES ('*orders', NULL::date, NULL::bigint)$$, 'and queues the kind');
 
 SELECT * FROM finish();
 ROLLBACK;
