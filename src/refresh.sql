@@ -60,11 +60,13 @@ CREATE TABLE crm_kpi.kpi_table_state (
     last_duration interval,
     rows_touched bigint,
     last_error text,
-    last_error_at timestamptz
+    last_error_at timestamptz,
+    failures integer NOT NULL DEFAULT 0,
+    retry_at timestamptz
 );
 INSERT INTO crm_kpi.kpi_table_state (table_name) SELECT table_name FROM crm_kpi.kpi_tables;
 COMMENT ON TABLE crm_kpi.kpi_table_state IS
-    'Per KPI table: watermark (every change committed before it is reflected), last refresh that touched it, its duration, rows written, last error';
+    'Per KPI table: watermark (every change committed before it is reflected), last refresh that touched it, its duration, rows written, last error; failures: refreshes that failed on it in a row (0 after one that succeeds), and retry_at: until when the refresh worker leaves it alone after the last of them (1 s after the first, doubling with each, at most 5 minutes; NULL when it is not failing)';
 
 CREATE TABLE crm_kpi.refresh_history (
     run_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -576,7 +578,7 @@ COMMENT ON FUNCTION crm_kpi.adopt_settings(crm_kpi.engine_state) IS
 
 -- The work of refresh() and rebuild(), under the tables' own settings; records the run.
 CREATE FUNCTION crm_kpi.run_engine(full_rebuild boolean, adopt crm_kpi.engine_state, max_batches integer,
-                                   concurrently boolean)
+                                   concurrently boolean, hold_failed boolean)
     RETURNS crm_kpi.refresh_history
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
@@ -597,6 +599,7 @@ DECLARE
     errstate text;
     failed_table text;
     failed jsonb := '{}';  -- tables of the families that failed, with the error
+    held jsonb := '{}';    -- tables of the families held back until their retry_at, with their last error
     family_err text;
     rebuilt boolean := false;
     reattach boolean := false;
@@ -632,6 +635,13 @@ BEGIN
         ELSE
             PERFORM crm_kpi.engine_apply(crm_kpi.engine_settings());
             PERFORM crm_kpi.advance_time(now());
+            IF hold_failed THEN
+                -- A family that failed is left alone until its retry_at: its failure may come late in a long
+                -- computation, and every commit wakes the worker.
+                SELECT coalesce(jsonb_object_agg(s.table_name, s.last_error), '{}') INTO held
+                FROM crm_kpi.kpi_table_state s WHERE s.retry_at > now() AND s.last_error IS NOT NULL;
+                failed := held;
+            END IF;
             b := crm_kpi.rebuild_kinds(tables, failed);
             tables := b.tables;
             failed := b.failed;
@@ -655,9 +665,11 @@ BEGIN
         err := format('%s: %s', errstate, err);
         tables := '{}';
         failed := '{}';
+        held := '{}';
         rebuilt := false;
     END;
-    -- The families that failed, each error once with its tables.
+    failed := failed - ARRAY(SELECT jsonb_object_keys(held));
+    -- The families that failed in this run, each error once with its tables.
     SELECT string_agg(format('%s: %s', x.names, x.error), '; ' ORDER BY x.first) INTO family_err
     FROM (SELECT f.value #>> '{}' AS error, string_agg(f.key, ', ' ORDER BY k.position) AS names, min(k.position) AS first
           FROM jsonb_each(failed) f JOIN crm_kpi.kpi_tables k ON k.table_name = f.key
@@ -677,7 +689,9 @@ BEGIN
     -- Every change committed before checked (the start of the last batch) was either refreshed or is pending, and a
     -- pending key was queued no later than its change committed: the watermark is the older of checked and the
     -- table's oldest pending key. (One pass over the queue, which may be large, for all the tables.)
-    -- (A family that failed left its keys queued, with the times they were queued at.)
+    -- (A family that failed, or was held back, left its keys queued, with the times they were queued at.)
+    -- A table that failed waits 1 s before the worker tries it again, twice as long after each failure in a row, at
+    -- most 5 minutes; one held back keeps its error and retry time.
     WITH pending AS MATERIALIZED (SELECT q.target, min(q.queued_at) AS oldest, crm_kpi.stale_tables(q.target) AS stales
                                   FROM crm_kpi.change_queue q GROUP BY q.target)
     UPDATE crm_kpi.kpi_table_state s SET
@@ -688,9 +702,14 @@ BEGIN
         last_refresh_at = CASE WHEN tables ? s.table_name THEN started ELSE s.last_refresh_at END,
         last_duration = CASE WHEN tables ? s.table_name THEN run.finished_at - started ELSE s.last_duration END,
         rows_touched = CASE WHEN tables ? s.table_name THEN (tables ->> s.table_name)::bigint ELSE s.rows_touched END,
-        last_error = coalesce(err, failed ->> s.table_name),
-        last_error_at = CASE WHEN err IS NOT NULL OR failed ? s.table_name THEN run.finished_at ELSE s.last_error_at END
+        last_error = CASE WHEN r.failed_now THEN coalesce(err, failed ->> s.table_name)
+                          WHEN held ? s.table_name THEN s.last_error END,
+        last_error_at = CASE WHEN r.failed_now THEN run.finished_at ELSE s.last_error_at END,
+        failures = CASE WHEN r.failed_now THEN s.failures + 1 WHEN held ? s.table_name THEN s.failures ELSE 0 END,
+        retry_at = CASE WHEN r.failed_now THEN run.finished_at + least(interval '5 minutes', interval '1 second' * 2 ^ least(s.failures, 9))
+                        WHEN held ? s.table_name THEN s.retry_at END
     FROM crm_kpi.kpi_tables k
+    CROSS JOIN LATERAL (SELECT err IS NOT NULL OR failed ? k.table_name AS failed_now) r
     WHERE k.table_name = s.table_name AND (err IS NULL OR failed_table IS NULL OR s.table_name = failed_table);
     IF run.run_id IS NOT NULL THEN
         DELETE FROM crm_kpi.refresh_history h
@@ -705,8 +724,8 @@ BEGIN
     END IF;
     RETURN run;
 END $$;
-COMMENT ON FUNCTION crm_kpi.run_engine(boolean, crm_kpi.engine_state, integer, boolean) IS
-    'The work of crm_kpi.refresh() and crm_kpi.rebuild() under the settings the tables are built with (a rebuild first adopts the settings adopt, unless NULL; a failed one keeps the old; not concurrently, it holds every KPI table in ACCESS EXCLUSIVE mode): batches until the queue is empty (or max_batches), recorded in kpi_table_state and (unless there was nothing to do; run_id is then NULL) in refresh_history. A rebuild is all or nothing; a refresh rebuilds the tables of each kind whose rebuild is queued and refreshes each family in a subtransaction, so that a family that fails (a broken binding, a value out of range) leaves its keys queued and its tables as they were, with its error, while the others are refreshed';
+COMMENT ON FUNCTION crm_kpi.run_engine(boolean, crm_kpi.engine_state, integer, boolean, boolean) IS
+    'The work of crm_kpi.refresh() and crm_kpi.rebuild() under the settings the tables are built with (a rebuild first adopts the settings adopt, unless NULL; a failed one keeps the old; not concurrently, it holds every KPI table in ACCESS EXCLUSIVE mode): batches until the queue is empty (or max_batches), recorded in kpi_table_state and (unless there was nothing to do; run_id is then NULL) in refresh_history. A rebuild is all or nothing; a refresh rebuilds the tables of each kind whose rebuild is queued and refreshes each family in a subtransaction, so that a family that fails (a broken binding, a value out of range) leaves its keys queued and its tables as they were, with its error, while the others are refreshed. hold_failed (the worker): a family whose tables failed is left alone, keys queued and error kept, until their kpi_table_state.retry_at';
 
 CREATE FUNCTION crm_kpi.refresh(max_batches integer DEFAULT NULL) RETURNS crm_kpi.refresh_history
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -730,12 +749,15 @@ BEGIN
                     OR EXISTS (SELECT FROM crm_kpi.change_queue WHERE target = '*');
     IF full_rebuild THEN
         PERFORM crm_kpi.lifecycle_classify(now(), 0, 0, NULL, NULL);  -- raises if churn_after <= active_window
-        RETURN crm_kpi.run_engine(true, crm_kpi.wanted_settings(now()), max_batches, true);
+        RETURN crm_kpi.run_engine(true, crm_kpi.wanted_settings(now()), max_batches, true, false);
     END IF;
-    RETURN crm_kpi.run_engine(false, NULL, max_batches, true);
+    -- Called by the refresh worker (its backend type is the bgw_type worker.c gives it), it holds back the families
+    -- that failed until their retry_at; called by hand, it retries them at once.
+    RETURN crm_kpi.run_engine(false, NULL, max_batches, true,
+                              coalesce((SELECT a.backend_type = 'crm_kpi worker' FROM pg_stat_get_activity(pg_backend_pid()) a), false));
 END $$;
 COMMENT ON FUNCTION crm_kpi.refresh(integer) IS
-    'Brings the KPI tables up to date: recomputes the stale days, months and customers in batches (all, or max_batches) and what time alone changed, each family in a subtransaction (one that fails keeps its keys queued and its tables as they were, and the others are refreshed); rebuilds everything instead when never built or a rebuild of everything (*) is queued, and first the tables a kind feeds when a source of that kind was truncated, bound, unbound or altered in what it reads. One refresh at a time; writers never wait for it';
+    'Brings the KPI tables up to date: recomputes the stale days, months and customers in batches (all, or max_batches) and what time alone changed, each family in a subtransaction (one that fails keeps its keys queued and its tables as they were, and the others are refreshed; the refresh worker then leaves it alone until its retry_at, a call by hand retries it at once); rebuilds everything instead when never built or a rebuild of everything (*) is queued, and first the tables a kind feeds when a source of that kind was truncated, bound, unbound or altered in what it reads. One refresh at a time; writers never wait for it';
 
 CREATE FUNCTION crm_kpi.rebuild(concurrently boolean DEFAULT true) RETURNS crm_kpi.refresh_history
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -754,7 +776,7 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(7226110472398251520);
     PERFORM crm_kpi.lifecycle_classify(now(), 0, 0, NULL, NULL);  -- raises if churn_after <= active_window
-    RETURN crm_kpi.run_engine(true, crm_kpi.wanted_settings(now()), NULL, rebuild.concurrently);
+    RETURN crm_kpi.run_engine(true, crm_kpi.wanted_settings(now()), NULL, rebuild.concurrently, false);
 END $$;
 COMMENT ON FUNCTION crm_kpi.rebuild(boolean) IS
     'Recomputes every KPI table from scratch with the current settings (first fill, after a restore, after crm_kpi.timezone, churn_after or another setting they depend on changed). Concurrently (the default), readers keep the old rows until it commits; not concurrently, faster, and readers of the KPI tables wait for it, as for REFRESH MATERIALIZED VIEW';

@@ -49,10 +49,10 @@ SELECT k.table_name, s.watermark,
        crm_kpi.rebuild_reason_for(ARRAY(SELECT p.target FROM pending p WHERE left(p.target, 1) = '*' AND k.table_name = ANY(p.stales)))
            AS needs_rebuild,
        w.pid AS worker_pid, w.state AS worker_state, w.last_run_at AS worker_last_run_at,
-       w.last_error AS worker_last_error
+       w.last_error AS worker_last_error, s.failures, s.retry_at
 FROM crm_kpi.kpi_tables k
 JOIN crm_kpi.kpi_table_state s ON s.table_name = k.table_name
 CROSS JOIN crm_kpi.engine_state e
 CROSS JOIN crm_kpi.worker_status() w;
 COMMENT ON VIEW crm_kpi.status IS
-    'One row per KPI table: watermark (changes committed before it are reflected), stale keys pending, the oldest one''s queue time and age (lag), last refresh that touched it, its duration and rows written, last error, the instant time-dependent KPIs are taken at, why it needs a rebuild (NULL when it does not; a rebuild of a kind''s tables shows on those only), and this database''s refresh worker (pid, state, last run, last error)';
+    'One row per KPI table: watermark (changes committed before it are reflected), stale keys pending, the oldest one''s queue time and age (lag), last refresh that touched it, its duration and rows written, last error, the instant time-dependent KPIs are taken at, why it needs a rebuild (NULL when it does not; a rebuild of a kind''s tables shows on those only), this database''s refresh worker (pid, state, last run, last error), and the refreshes that failed on the table in a row (failures) with the time until which the worker leaves it alone (retry_at; NULL when it is not failing)';

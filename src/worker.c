@@ -306,7 +306,8 @@ worker_detach(int code, Datum arg)
 
 /*
  * One batch in its own transaction: returns the keys still pending (-1 when
- * the extension is gone); *error gets the refresh's error, if any.
+ * the extension is gone, 0 when it took none: those pending belong to tables
+ * it holds back after a failure); *error gets the refresh's error, if any.
  */
 static int64
 worker_run_batch(int batch, char **error)
@@ -314,6 +315,8 @@ worker_run_batch(int batch, char **error)
 	int64		pending = 0;
 	bool		isnull;
 	char		activity[128];
+	int32		batches;
+	char	   *mode;
 
 	*error = NULL;
 	SetCurrentStatementStartTimestamp();
@@ -331,11 +334,16 @@ worker_run_batch(int batch, char **error)
 		snprintf(activity, sizeof(activity), "crm_kpi: refresh batch %d", batch);
 		strlcpy(worker_activity_prefix, activity, sizeof(worker_activity_prefix));
 		pgstat_report_activity(STATE_RUNNING, activity);
-		if (SPI_execute("SELECT pending_after, error FROM crm_kpi.refresh(max_batches => 1)", false, 1) != SPI_OK_SELECT ||
+		if (SPI_execute("SELECT pending_after, error, batches, mode FROM crm_kpi.refresh(max_batches => 1)", false, 1) != SPI_OK_SELECT ||
 			SPI_processed != 1)
 			elog(ERROR, "crm_kpi.refresh() returned no row");
 		pending = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		if (isnull)
+			pending = 0;
+		batches = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+		mode = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+		/* a run that neither took keys nor rebuilt can do no more now: the keys left wait for a retry */
+		if (batches == 0 && (mode == NULL || strcmp(mode, "rebuild") != 0))
 			pending = 0;
 		*error = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 		if (*error != NULL)

@@ -2,11 +2,11 @@
 -- binding cannot read (a ticket's replies beyond integer), a mapped column dropped or renamed: the refresh keeps that
 -- family's keys queued and its tables as they were, names the tables and the error (history, status, WARNING), and
 -- refreshes the other families; once the data or the binding is fixed, the next refresh catches up and verify() is
--- empty. A TRUNCATE or DDL queues a rebuild of the tables its kind feeds only. Expected values are sums of the rows
--- written here.
+-- empty. A TRUNCATE or DDL queues a rebuild of the tables its kind feeds only. The worker holds a family that failed
+-- back until its retry time. Expected values are sums of the rows written here.
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(30);
+SELECT plan(38);
 SET client_min_messages = error;  -- the failed refreshes' WARNINGs
 
 CREATE TABLE cu (id bigint, created timestamptz, ch text);
@@ -110,6 +110,41 @@ SELECT is((SELECT batches || ' ' || stale_keys || ' ' || pending_after FROM run)
           'and the ticket''s key went with it: no batch recomputed it, nothing is left');
 SELECT is(pg_temp.service() || ', ' || pg_temp.revenue() || ', ' || (SELECT count(*) FROM crm_kpi.verify()), '0 opened, 0 replies, 185, 0',
           'no tickets, the sales as they were; verify: exact');
+
+-- 5. The refresh worker holds back a family that failed: run_engine(hold_failed => true), as refresh() runs it from
+-- the worker, leaves it alone until its retry_at (1 s after a failure, doubling with each failure in a row); a call
+-- by hand retries it at once.
+TRUNCATE run;
+CREATE FUNCTION pg_temp.backoff() RETURNS text LANGUAGE sql AS $$
+    SELECT failures || ' ' || coalesce(extract(epoch FROM retry_at - last_error_at)::integer::text, '-')
+    FROM crm_kpi.status WHERE table_name = 'service_daily'
+$$;
+CREATE FUNCTION pg_temp.as_worker() RETURNS crm_kpi.refresh_history LANGUAGE sql AS $$
+    SELECT * FROM crm_kpi.run_engine(false, NULL, NULL, true, true)
+$$;
+INSERT INTO tk VALUES (5, 1, '2024-03-06 08:00+00', '2024-03-06 09:00+00');
+ALTER TABLE tk RENAME COLUMN resolved TO closed;
+SELECT crm_kpi.refresh();
+SELECT is(pg_temp.backoff(), '1 1', 'a failure: retry in 1 s');
+SELECT crm_kpi.refresh();
+SELECT is(pg_temp.backoff(), '2 2', 'called by hand, it is retried at once: the second failure in a row waits 2 s');
+SELECT is((SELECT failures || ' ' || (retry_at IS NULL) FROM crm_kpi.status WHERE table_name = 'sales_daily'), '0 true',
+          'a table that did not fail: no retry time');
+INSERT INTO od VALUES (5, 1, 'completed', 15, '2024-03-06 12:00+00');
+INSERT INTO run SELECT * FROM pg_temp.as_worker();
+SELECT is((SELECT coalesce(error, 'no error') FROM run), 'no error', 'before its retry_at, the worker leaves it alone');
+SELECT is(pg_temp.revenue() || ', ' || pg_temp.backoff(), '200, 2 2',
+          'the order is refreshed (185 + 15); the failures and retry time of the tickets'' table are kept');
+SELECT matches((SELECT last_error FROM crm_kpi.status WHERE table_name = 'service_daily'), '^42703: ',
+               'and so is its error, its keys still queued');
+UPDATE crm_kpi.kpi_table_state SET retry_at = now() - interval '1 second' WHERE table_name = 'service_daily';
+INSERT INTO run SELECT * FROM pg_temp.as_worker();
+SELECT is((SELECT split_part(error, ': ', 1) FROM run OFFSET 1) || ', ' || pg_temp.backoff(), 'service_daily, 3 4',
+          'once retry_at has passed, the worker tries it again: a third failure waits 4 s');
+ALTER TABLE tk RENAME COLUMN closed TO resolved;
+INSERT INTO run SELECT * FROM crm_kpi.refresh();
+SELECT is((SELECT mode || ' ' || coalesce(error, 'ok') FROM run OFFSET 2) || ', ' || pg_temp.backoff() || ', ' || pg_temp.service(),
+          'rebuild ok, 0 -, 1 opened, 0 replies', 'fixed: rebuilt, with no failure left and the ticket counted');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -304,6 +304,10 @@ ok($node->poll_query_until('db_a',
 	'crm_kpi.status shows the error on satisfaction_daily alone (last_error), and in worker_last_error');
 is($node->safe_psql('db_a', "SELECT crm_kpi.wait_for_refresh('2 s')"), 'f',
 	'wait_for_refresh() returns false at its timeout while the refresh fails');
+is($node->safe_psql('db_a',
+		"SELECT failures >= 1 AND retry_at - last_error_at = interval '1 second' * 2 ^ (failures - 1) "
+		  . "FROM crm_kpi.status WHERE table_name = 'satisfaction_daily'"), 't',
+	'the worker leaves the failed family alone for 1 s, doubling with each failure in a row (failures, retry_at)');
 isnt(worker_pid($node, 'db_a'), '', 'the worker is still there');
 $node->safe_psql('db_a',
 	q{INSERT INTO crm.orders (customer_id, rep_id, amount, ordered_at) VALUES (5, 1, 321, '2024-03-08 12:00+00')});
@@ -313,8 +317,8 @@ ok($node->poll_query_until('db_a', "SELECT revenue FROM crm_kpi.sales_daily WHER
 $node->safe_psql('db_a', 'DELETE FROM public.my_survey WHERE s > 10');
 is($node->safe_psql('db_a', "SELECT crm_kpi.wait_for_refresh('30 s')"), 't',
 	'once the bad row is gone the worker carries on');
-is($node->safe_psql('db_a', 'SELECT count(*) FROM crm_kpi.status WHERE last_error IS NOT NULL'), '0',
-	"status's last_error is cleared");
+is($node->safe_psql('db_a', 'SELECT count(*) FROM crm_kpi.status WHERE last_error IS NOT NULL OR failures > 0 OR retry_at IS NOT NULL'), '0',
+	"status's last_error, failures and retry_at are cleared");
 ok($node->poll_query_until('db_a', 'SELECT state FROM crm_kpi.worker_status()', 'idle'), 'the worker is idle again');
 is($node->safe_psql('db_a', $VERIFY), '0', 'verify() finds no difference');
 
