@@ -244,9 +244,9 @@ crm_kpi_capture(PG_FUNCTION_ARGS)
 		/* the SELECT of the keys, which may fail on the CRM's values: read apart, then queued */
 		QueuedKeys	keys;
 
-		capture_keys_init(&keys);
+		capture_keys_init(&keys, trigdata->tg_relation, capture_queue, kind);
 		capture_statement_read(entry->plan, &keys);
-		queued = capture_enqueue(trigdata->tg_relation, capture_queue, kind, &keys);
+		queued = capture_enqueue(&keys);
 	}
 	else
 	{

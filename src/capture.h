@@ -45,31 +45,46 @@ typedef struct QueuedKey
 	bool		customer_null;
 } QueuedKey;
 
-/* The keys of a statement, growing as rows are read */
+/*
+ * Keys held in memory at most: a statement of more appends them to the queue
+ * this many at a time (6 MB), each batch's distinct ones, so that a bulk load
+ * takes no memory in proportion to its rows.
+ */
+#define CAPTURE_FLUSH_KEYS 262144
+
+/* The keys of a statement, growing as rows are read, and where they go */
 typedef struct QueuedKeys
 {
 	QueuedKey  *items;
 	int64		n;
 	int64		allocated;
+	Relation	source;			/* the table written to */
+	Oid			queue;			/* crm_kpi.change_queue */
+	const char *kind;			/* the source's kind: the keys' target */
+	uint64		queued;			/* rows appended to the queue so far */
 	/* set when a key could not be computed: then the whole kind is queued as stale instead */
 	int			failed_sqlstate;
 	char	   *failed_message;
 } QueuedKeys;
 
-extern void capture_keys_init(QueuedKeys *keys);
+extern void capture_keys_init(QueuedKeys *keys, Relation source, Oid queue, const char *kind);
 
-/* The next key, blank (both keys NULL), counted only once the caller increments keys->n */
+/*
+ * The next key, blank (both keys NULL), counted only once the caller increments
+ * keys->n; the keys held are appended to the queue first when there are CAPTURE_FLUSH_KEYS
+ */
 extern QueuedKey *capture_keys_next(QueuedKeys *keys);
 
 /* Record the first key that could not be computed (with the error it raised) */
 extern void capture_keys_fail(QueuedKeys *keys, int sqlstate, const char *message);
 
 /*
- * Append each distinct key under kind to the queue table; when a key could not
- * be computed, a WARNING and '*' || kind instead (a rebuild of the tables the
- * kind feeds, which reports the error until the data is fixed). Returns the rows queued.
+ * Append the distinct keys still held under kind to the queue table; when a key
+ * could not be computed, a WARNING and '*' || kind instead (a rebuild of the
+ * tables the kind feeds, which reports the error until the data is fixed).
+ * Returns the rows queued by the statement in all.
  */
-extern uint64 capture_enqueue(Relation source, Oid queue, const char *kind, QueuedKeys *keys);
+extern uint64 capture_enqueue(QueuedKeys *keys);
 
 /* The attribute number of a column of desc, or 0 when it has none of that name */
 extern AttrNumber capture_column(TupleDesc desc, const char *name);

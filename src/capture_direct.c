@@ -194,14 +194,14 @@ capture_direct_run(TriggerData *trigdata, const char *kind, Oid queue, const Cap
 	TupleTableSlot *slot;
 	uint64		queued;
 
-	capture_keys_init(&keys);
+	capture_keys_init(&keys, trigdata->tg_relation, queue, kind);
 	slot = MakeSingleTupleTableSlot(RelationGetDescr(trigdata->tg_relation), &TTSOpsMinimalTuple);
 	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		capture_read(trigdata->tg_oldtable, slot, direct, &keys);
 	if (!TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 		capture_read(trigdata->tg_newtable, slot, direct, &keys);
 	ExecDropSingleTupleTableSlot(slot);
-	queued = capture_enqueue(trigdata->tg_relation, queue, kind, &keys);
+	queued = capture_enqueue(&keys);
 	pfree(keys.items);
 	return queued;
 }

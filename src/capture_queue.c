@@ -15,12 +15,17 @@
 
 #include "capture.h"
 
+static void capture_append(QueuedKeys *keys, const char *target);
+
 void
-capture_keys_init(QueuedKeys *keys)
+capture_keys_init(QueuedKeys *keys, Relation source, Oid queue, const char *kind)
 {
 	memset(keys, 0, sizeof(*keys));
 	keys->allocated = 16;
 	keys->items = palloc(keys->allocated * sizeof(QueuedKey));
+	keys->source = source;
+	keys->queue = queue;
+	keys->kind = kind;
 }
 
 QueuedKey *
@@ -28,6 +33,8 @@ capture_keys_next(QueuedKeys *keys)
 {
 	QueuedKey  *key;
 
+	if (keys->n >= CAPTURE_FLUSH_KEYS && keys->failed_message == NULL)
+		capture_append(keys, keys->kind);
 	if (keys->n == keys->allocated)
 	{
 		keys->allocated *= 2;
@@ -77,7 +84,32 @@ capture_key_cmp(const void *a, const void *b)
 }
 
 uint64
-capture_enqueue(Relation source, Oid queue, const char *kind, QueuedKeys *keys)
+capture_enqueue(QueuedKeys *keys)
+{
+	if (keys->failed_message != NULL)
+	{
+		ereport(WARNING,
+				(errcode(keys->failed_sqlstate),
+				 errmsg("crm_kpi could not compute the keys this write to %s.%s made stale: %s",
+						get_namespace_name(RelationGetNamespace(keys->source)), RelationGetRelationName(keys->source),
+						keys->failed_message),
+				 errdetail("The write is kept; every KPI table the source kind \"%s\" feeds is rebuilt at the next refresh.",
+						   keys->kind),
+				 errhint("The refresh reports the same error in crm_kpi.status until the row is fixed.")));
+		/* one blank key under '*' || kind (with what earlier batches appended: the rebuild covers them) */
+		keys->n = 0;
+		capture_keys_next(keys);
+		keys->n = 1;
+		capture_append(keys, psprintf("*%s", keys->kind));
+	}
+	else
+		capture_append(keys, keys->kind);
+	return keys->queued;
+}
+
+/* Append the distinct keys held under target, in key order, and empty the buffer */
+static void
+capture_append(QueuedKeys *keys, const char *target)
 {
 	Relation	rel;
 	TupleDesc	desc;
@@ -89,31 +121,14 @@ capture_enqueue(Relation source, Oid queue, const char *kind, QueuedKeys *keys)
 				queued_att;
 	BulkInsertState bistate = NULL;
 	CommandId	cid;
-	uint64		queued = 0;
 	int64		i;
 
-	if (keys->failed_message != NULL)
-	{
-		ereport(WARNING,
-				(errcode(keys->failed_sqlstate),
-				 errmsg("crm_kpi could not compute the keys this write to %s.%s made stale: %s",
-						get_namespace_name(RelationGetNamespace(source)), RelationGetRelationName(source),
-						keys->failed_message),
-				 errdetail("The write is kept; every KPI table the source kind \"%s\" feeds is rebuilt at the next refresh.",
-						   kind),
-				 errhint("The refresh reports the same error in crm_kpi.status until the row is fixed.")));
-		/* one blank key under '*' || kind */
-		keys->n = 0;
-		capture_keys_next(keys);
-		keys->n = 1;
-		kind = psprintf("*%s", kind);
-	}
 	if (keys->n == 0)
-		return 0;
+		return;
 	if (keys->n > 1)
 		qsort(keys->items, keys->n, sizeof(QueuedKey), capture_key_cmp);
 
-	rel = table_open(queue, RowExclusiveLock);
+	rel = table_open(keys->queue, RowExclusiveLock);
 	desc = RelationGetDescr(rel);
 	target_att = capture_column(desc, "target");
 	day_att = capture_column(desc, "day");
@@ -125,7 +140,7 @@ capture_enqueue(Relation source, Oid queue, const char *kind, QueuedKeys *keys)
 	values = palloc0(desc->natts * sizeof(Datum));
 	nulls = palloc(desc->natts * sizeof(bool));
 	memset(nulls, true, desc->natts * sizeof(bool));
-	values[target_att - 1] = CStringGetTextDatum(kind);
+	values[target_att - 1] = CStringGetTextDatum(target);
 	nulls[target_att - 1] = false;
 	values[queued_att - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	nulls[queued_att - 1] = false;
@@ -146,12 +161,14 @@ capture_enqueue(Relation source, Oid queue, const char *kind, QueuedKeys *keys)
 		tuple = heap_form_tuple(desc, values, nulls);
 		heap_insert(rel, tuple, cid, 0, bistate);
 		heap_freetuple(tuple);
-		queued++;
+		keys->queued++;
 	}
 	if (bistate != NULL)
 		FreeBulkInsertState(bistate);
 	table_close(rel, NoLock);
+	pfree(values);
+	pfree(nulls);
+	keys->n = 0;
 	/* Visible to the rest of the transaction, as the statement would make them */
 	CommandCounterIncrement();
-	return queued;
 }

@@ -1,7 +1,7 @@
 -- capture.sql: what the capture triggers record, for every kind of write, and what they leave alone.
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(17);
+SELECT plan(19);
 SET client_min_messages = warning;
 SET crm_kpi.timezone = 'UTC';
 SELECT crm_kpi.create_reference_schema('crm');
@@ -86,6 +86,22 @@ SELECT crm_kpi.refresh();
 INSERT INTO crm.orders (customer_id, amount, ordered_at) VALUES (1, 1, '2024-08-02');
 SELECT crm_kpi.refresh();
 SELECT is((SELECT count(*) FROM crm_kpi.refresh_history), 3::bigint, 'refresh_history keeps crm_kpi.history_limit runs');
+
+-- A statement of more rows than capture holds keys in memory (262,144) appends them a batch at a time, each batch's
+-- distinct keys once: every key is queued, and memory does not grow with the rows.
+DELETE FROM crm_kpi.change_queue;
+CREATE TABLE bulk_orders (id bigint, cust bigint, st text, amt numeric NOT NULL, at timestamptz);
+SELECT crm_kpi.bind_source('orders', 'bulk_orders', '{"order_id": "id", "customer_id": "cust", "status": "st",
+                                                       "amount": "amt", "ordered_at": "at"}');
+SELECT crm_kpi.refresh();
+CREATE TEMP TABLE orders_before AS SELECT sum(orders) AS n FROM crm_kpi.sales_daily;
+INSERT INTO bulk_orders SELECT g, 1 + g % 3, 'completed', 1, '2024-09-01 12:00+00'::timestamptz + (g % 5) * interval '1 day'
+FROM generate_series(1, 300000) g;
+SELECT is((SELECT count(DISTINCT (day, customer_id)) || ' keys in ' || count(*) || ' rows' FROM queued),
+          '15 keys in 30 rows', '300,000 rows of 3 customers on 5 days: their 15 keys, once in each of the 2 batches');
+SELECT crm_kpi.refresh();
+SELECT is((SELECT sum(orders) FROM crm_kpi.sales_daily) - (SELECT n FROM orders_before), 300000::numeric,
+          'all 300,000 orders are counted');
 
 -- Unbinding removes the triggers; DROP EXTENSION removes them all and leaves the CRM's rows.
 SELECT crm_kpi.unbind_source('orders', 'part_orders');
