@@ -33,7 +33,9 @@ capture_keys_next(QueuedKeys *keys)
 {
 	QueuedKey  *key;
 
-	if (keys->n >= CAPTURE_FLUSH_KEYS && keys->failed_message == NULL)
+	if (keys->failed_message != NULL)
+		keys->n = 0;			/* the whole kind is queued instead: its keys need not be kept */
+	else if (keys->n >= CAPTURE_FLUSH_KEYS)
 		capture_append(keys, keys->kind);
 	if (keys->n == keys->allocated)
 	{

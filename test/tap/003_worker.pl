@@ -313,6 +313,8 @@ $node->safe_psql('db_a',
 	q{INSERT INTO crm.orders (customer_id, rep_id, amount, ordered_at) VALUES (5, 1, 321, '2024-03-08 12:00+00')});
 ok($node->poll_query_until('db_a', "SELECT revenue FROM crm_kpi.sales_daily WHERE day = '2024-03-08'", '321'),
 	'an order written meanwhile is refreshed by the worker: the sales family goes on');
+ok($node->poll_query_until('db_a', 'SELECT state FROM crm_kpi.worker_status()', 'idle'),
+	'between its retries of the failed family the worker is idle: it does not spin on the keys it holds back');
 
 $node->safe_psql('db_a', 'DELETE FROM public.my_survey WHERE s > 10');
 is($node->safe_psql('db_a', "SELECT crm_kpi.wait_for_refresh('30 s')"), 't',
