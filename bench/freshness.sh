@@ -15,9 +15,23 @@ freshness_section() {
 	say "freshness: $rate single-row inserts per second for ${seconds}s, $probes probes"
 	as_pg "$PG_BIN/pgbench" -n -c 2 -j 2 -R "$rate" -T "$seconds" -D customers="$customers" \
 		-f "$STAGE/src/bench/freshness_load.sql" -h "$STAGE" -p "$PORT" -U postgres "$DB" >"$STAGE/freshness_pgbench.log" 2>&1 &
-	local load=$!
+	local load=$! sampler
+	# What the worker is doing, every 0.2 s: read back when a probe is not seen.
+	while sleep 0.2; do
+		psql_db -At -F " " -c "SELECT clock_timestamp()::time(1), state, wait_event_type, wait_event, left(query, 120)
+		                FROM pg_stat_activity WHERE backend_type = 'crm_kpi worker'" || true
+	done >"$STAGE/freshness_worker.log" 2>&1 &
+	sampler=$!
 	sleep 2
-	psql_db -c "CALL bench.freshness_probes($probes, '$(((seconds - 6) * 1000 / probes)) milliseconds')" >/dev/null
+	if ! psql_db -c "CALL bench.freshness_probes($probes, '$(((seconds - 6) * 1000 / probes)) milliseconds')" >/dev/null; then
+		kill "$sampler" "$load" 2>/dev/null || true
+		say "the worker's activity, every 0.2 s, over the last 70 s (of $STAGE/freshness_worker.log):"
+		tail -n 350 "$STAGE/freshness_worker.log" | uniq -c -f 1 >&2
+		psql_db -c "SELECT run_id, mode, started_at::time(1), finished_at - started_at AS took, batches, stale_keys,
+		                   rows_touched, pending_after, error FROM crm_kpi.refresh_history ORDER BY run_id DESC LIMIT 30" >&2
+		die "a freshness probe was not seen in crm_kpi.sales_daily"
+	fi
+	kill "$sampler" 2>/dev/null || true
 	wait "$load" || die "pgbench failed (see $STAGE/freshness_pgbench.log)"
 	psql_db -c "ALTER SYSTEM RESET crm_kpi.enabled" -c "SELECT pg_reload_conf()" >/dev/null
 	local tps
