@@ -300,21 +300,36 @@ COMMENT ON FUNCTION crm_kpi.replace_all(name, name, text, boolean) IS
 CREATE FUNCTION crm_kpi.apply_fresh(table_name name, keys anyarray) RETURNS bigint
     LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
+    -- A merge join would sort both sides by the whole row image (*=): 0.7 s each for a third of a million rows.
+    SET enable_mergejoin = off
 AS $$
 DECLARE
-    key_column name := (SELECT t.key_columns[1] FROM crm_kpi.kpi_tables t WHERE t.table_name = apply_fresh.table_name);
+    key_column name;
+    -- A stored row and its fresh version are matched on every key column, not on the first only (a customer's days,
+    -- or a day's reps, would each be compared with all the others), by equalities a hash join can use: one that may
+    -- be null as a one-element array (whose = holds between nulls).
+    same_key text;
     deleted bigint;
     inserted bigint;
 BEGIN
+    SELECT t.key_columns[1],
+           string_agg(format(CASE WHEN a.attnotnull THEN 'f.%1$I = t.%1$I' ELSE 'ARRAY[f.%1$I] = ARRAY[t.%1$I]' END, a.attname),
+                      ' AND ' ORDER BY k.n)
+      INTO key_column, same_key
+    FROM crm_kpi.kpi_tables t
+    CROSS JOIN LATERAL unnest(t.key_columns) WITH ORDINALITY k (name, n)
+    JOIN pg_attribute a ON a.attrelid = format('crm_kpi.%I', t.table_name)::regclass AND a.attname = k.name
+    WHERE t.table_name = apply_fresh.table_name
+    GROUP BY t.key_columns;
     -- Rows equal to their fresh version (byte for byte) stay; the others are replaced.
     EXECUTE format('DELETE FROM crm_kpi.%1$I t WHERE t.%3$I = ANY($1) '
-                   'AND NOT EXISTS (SELECT FROM crm_kpi.%2$I f WHERE f.%3$I = t.%3$I AND f OPERATOR(pg_catalog.*=) t)',
-                   table_name, 'staged_' || table_name, key_column) USING keys;
+                   'AND NOT EXISTS (SELECT FROM crm_kpi.%2$I f WHERE %4$s AND f OPERATOR(pg_catalog.*=) t)',
+                   table_name, 'staged_' || table_name, key_column, same_key) USING keys;
     GET DIAGNOSTICS deleted = ROW_COUNT;
     EXECUTE format('INSERT INTO crm_kpi.%1$I SELECT f.* FROM crm_kpi.%2$I f '
-                   'WHERE NOT EXISTS (SELECT FROM crm_kpi.%1$I t WHERE t.%3$I = ANY($1) AND t.%3$I = f.%3$I '
+                   'WHERE NOT EXISTS (SELECT FROM crm_kpi.%1$I t WHERE t.%3$I = ANY($1) AND %4$s '
                    '                  AND t OPERATOR(pg_catalog.*=) f)',
-                   table_name, 'staged_' || table_name, key_column) USING keys;
+                   table_name, 'staged_' || table_name, key_column, same_key) USING keys;
     GET DIAGNOSTICS inserted = ROW_COUNT;
     RETURN deleted + inserted;
 END $$;
