@@ -1,9 +1,10 @@
 -- refresh_rewrites.sql: a refresh rewrites only the KPI rows whose values changed. A stored row is matched with its
 -- fresh version on its whole key, a null key column included (the day's pipeline without a rep, a customer's orders
--- without a rep): the rows beside a changed one keep their place (ctid) and are not counted as touched. Values by hand.
+-- without a rep): the rows beside a changed one keep their place (ctid) and are not counted as touched. A scratch
+-- table a large batch filled is truncated at the end of the run. Values by hand.
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(12);
+SELECT plan(15);
 SET client_min_messages = warning;
 
 CREATE TABLE cu (id bigint, created timestamptz, ch text);
@@ -56,6 +57,18 @@ UPDATE od SET amt = 80 WHERE id = 3;
 SELECT is((SELECT coalesce(tables ->> 'customer_days', '0') FROM crm_kpi.refresh()), '0',
           'customer_days: an update that changes no value touches no row');
 SELECT is((SELECT count(*) FROM crm_kpi.verify()), 0::bigint, 'verify: exact');
+
+-- A batch whose scratch rows fill more than 1 MB (20,000 days of one customer) leaves its scratch table truncated,
+-- not full of dead rows for the next runs to scan; a small one after it leaves it small.
+INSERT INTO cu VALUES (2, '1960-01-01', 'ads');
+INSERT INTO od SELECT 100 + g, 2, NULL, 'completed', 1, timestamptz '2024-03-01 12:00+00' - g * interval '1 day'
+FROM generate_series(1, 20000) g;
+SELECT is((SELECT tables ->> 'customer_days' FROM crm_kpi.refresh()), '20000', 'customer_days: 20,000 days of customer 2 written');
+SELECT is(pg_relation_size('crm_kpi.staged_customer_days'), 0::bigint, 'its scratch table is left with an empty file');
+UPDATE od SET amt = 15 WHERE id = 1;
+SELECT ok((SELECT tables ->> 'customer_days' FROM crm_kpi.refresh()) = '2'
+          AND pg_relation_size('crm_kpi.staged_customer_days') BETWEEN 1 AND 65536,
+          'then a day of customer 1 changed: 2 rows rewritten, its scratch table emptied by DELETE (one page)');
 
 SELECT * FROM finish();
 ROLLBACK;
