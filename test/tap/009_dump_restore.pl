@@ -312,7 +312,8 @@ WHERE target = '$default' AND source <> '$default' AND path IS NULL}),
 my @earlier = split /\n/, $node->safe_psql('crm_orig', qq{
 SELECT version FROM pg_available_extension_versions WHERE name = 'crm_kpi' AND version <> '$default' ORDER BY version});
 # The extension's objects, each with a digest of its definition: a function's; a view's query; a table's or
-# view's columns (name, type, not null, default), constraints, indexes and triggers; its comment and grants.
+# view's columns (name, type, not null, default), storage options, constraints, indexes and triggers; its comment
+# and grants.
 my $fresh_catalog = q{
 SELECT string_agg(o, E'\n' ORDER BY o) FROM (
     SELECT pg_describe_object(d.classid, d.objid, d.objsubid)
@@ -323,6 +324,7 @@ SELECT string_agg(o, E'\n' ORDER BY o) FROM (
                                             pg_get_expr(ad.adbin, ad.adrelid)), ', ' ORDER BY a.attnum)
                    FROM pg_attribute a LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
                    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+                  array_to_string(c.reloptions, ', '),
                   (SELECT string_agg(k.conname || ' ' || pg_get_constraintdef(k.oid), ', ' ORDER BY k.conname)
                    FROM pg_constraint k WHERE k.conrelid = c.oid),
                   (SELECT string_agg(pg_get_indexdef(i.indexrelid), ', ' ORDER BY 1) FROM pg_index i WHERE i.indrelid = c.oid),
