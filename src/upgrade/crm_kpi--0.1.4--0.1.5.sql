@@ -9,23 +9,27 @@
 CREATE OR REPLACE FUNCTION crm_kpi.apply_fresh(table_name name, keys anyarray) RETURNS bigint
     LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
+    -- A merge join would sort both sides by the whole row image (*=): 0.7 s each for a third of a million rows.
+    SET enable_mergejoin = off
 AS $$
 DECLARE
     key_column name;
-    -- A stored row and its fresh version are matched on every key column that cannot be null, not on the first
-    -- only: a customer's days (or a day's reps) would each be compared with all the others.
+    -- A stored row and its fresh version are matched on every key column, not on the first only (a customer's days,
+    -- or a day's reps, would each be compared with all the others), by equalities a hash join can use: one that may
+    -- be null as a one-element array (whose = holds between nulls).
     same_key text;
     deleted bigint;
     inserted bigint;
 BEGIN
-    SELECT t.key_columns[1], string_agg(format('f.%1$I = t.%1$I', a.attname), ' AND ' ORDER BY k.n)
+    SELECT t.key_columns[1],
+           string_agg(format(CASE WHEN a.attnotnull THEN 'f.%1$I = t.%1$I' ELSE 'ARRAY[f.%1$I] = ARRAY[t.%1$I]' END, a.attname),
+                      ' AND ' ORDER BY k.n)
       INTO key_column, same_key
     FROM crm_kpi.kpi_tables t
     CROSS JOIN LATERAL unnest(t.key_columns) WITH ORDINALITY k (name, n)
     JOIN pg_attribute a ON a.attrelid = format('crm_kpi.%I', t.table_name)::regclass AND a.attname = k.name
-    WHERE t.table_name = apply_fresh.table_name AND a.attnotnull
+    WHERE t.table_name = apply_fresh.table_name
     GROUP BY t.key_columns;
-    same_key := coalesce(same_key, 'true');
     -- Rows equal to their fresh version (byte for byte) stay; the others are replaced.
     EXECUTE format('DELETE FROM crm_kpi.%1$I t WHERE t.%3$I = ANY($1) '
                    'AND NOT EXISTS (SELECT FROM crm_kpi.%2$I f WHERE %4$s AND f OPERATOR(pg_catalog.*=) t)',
