@@ -14,7 +14,7 @@ OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 SQL_PARTS = $(wildcard src/schema.sql src/info.sql src/periods.sql src/counters.sql src/nps.sql src/csat.sql src/rate.sql \
 	src/purchase.sql src/sketch.sql src/lifecycle.sql \
 	src/sources.sql src/bind.sql \
-	src/kpi_tables.sql src/kpi_views.sql src/capture.sql src/bind_watch.sql src/worker.sql src/kpi_fresh.sql src/refresh.sql src/deltas.sql src/verify.sql src/reports.sql src/quality.sql \
+	src/kpi_tables.sql src/kpi_views.sql src/capture.sql src/bind_watch.sql src/worker.sql src/kpi_fresh.sql src/refresh_registry.sql src/staging.sql src/refresh.sql src/deltas.sql src/verify.sql src/reports.sql src/quality.sql \
 	src/reference_schema.sql src/sample_data.sql src/odoo.sql src/reader.sql)
 # Upgrade scripts from each released version to the next (crm_kpi--<from>--<to>.sql), by wildcard; and the
 # install script of the first release, assembled from its SQL files frozen as they shipped (src/upgrade/0.1.0/).
