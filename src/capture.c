@@ -247,7 +247,6 @@ crm_kpi_capture(PG_FUNCTION_ARGS)
 		capture_keys_init(&keys, trigdata->tg_relation, capture_queue, kind);
 		capture_statement_read(entry->plan, &keys);
 		queued = capture_enqueue(&keys);
-		pfree(keys.items);
 	}
 	else
 	{

@@ -82,7 +82,7 @@ extern void capture_keys_fail(QueuedKeys *keys, int sqlstate, const char *messag
  * Append the distinct keys still held under kind to the queue table; when a key
  * could not be computed, a WARNING and '*' || kind instead (a rebuild of the
  * tables the kind feeds, which reports the error until the data is fixed).
- * Returns the rows queued by the statement in all.
+ * Returns the rows queued by the statement in all, and frees the keys.
  */
 extern uint64 capture_enqueue(QueuedKeys *keys);
 

@@ -192,7 +192,6 @@ capture_direct_run(TriggerData *trigdata, const char *kind, Oid queue, const Cap
 {
 	QueuedKeys	keys;
 	TupleTableSlot *slot;
-	uint64		queued;
 
 	capture_keys_init(&keys, trigdata->tg_relation, queue, kind);
 	slot = MakeSingleTupleTableSlot(RelationGetDescr(trigdata->tg_relation), &TTSOpsMinimalTuple);
@@ -201,7 +200,5 @@ capture_direct_run(TriggerData *trigdata, const char *kind, Oid queue, const Cap
 	if (!TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 		capture_read(trigdata->tg_newtable, slot, direct, &keys);
 	ExecDropSingleTupleTableSlot(slot);
-	queued = capture_enqueue(&keys);
-	pfree(keys.items);
-	return queued;
+	return capture_enqueue(&keys);
 }

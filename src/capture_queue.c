@@ -106,6 +106,8 @@ capture_enqueue(QueuedKeys *keys)
 	}
 	else
 		capture_append(keys, keys->kind);
+	pfree(keys->items);
+	keys->items = NULL;
 	return keys->queued;
 }
 
