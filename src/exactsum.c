@@ -75,17 +75,25 @@ exactsum_add(ExactSum *s, double x)
 		exactsum_normalize(s);
 }
 
-/* Add another sum */
+/*
+ * Add another sum. Normalized, its limbs are 32-bit digits (the top one 0 or
+ * -1), so adding them moves each limb as little as one addition does.
+ */
 void
 exactsum_merge(ExactSum *s, const ExactSum *other)
 {
-	ExactSum	o = *other;
+	ExactSum	o;
 
-	exactsum_normalize(&o);
-	exactsum_normalize(s);
+	if (other->pending > 0)
+	{
+		o = *other;
+		exactsum_normalize(&o);
+		other = &o;
+	}
 	for (int i = 0; i < EXACTSUM_LIMBS; i++)
-		s->limb[i] += o.limb[i];
-	exactsum_normalize(s);
+		s->limb[i] += other->limb[i];
+	if (++s->pending >= EXACTSUM_MAX_PENDING)
+		exactsum_normalize(s);
 }
 
 /* Normalize and return the magnitude's limbs (each in [0, 2^32)); true when negative */
@@ -157,7 +165,8 @@ exactsum_cmp_affine(const ExactSum *s, int64 n, double x, double y)
 	bool		neg;
 
 	Assert(n >= 0 && isfinite(x) && isfinite(y));
-	exactsum_normalize(&t);
+	if (t.pending > 0)
+		exactsum_normalize(&t);
 	exactsum_add(&t, -y);
 	memcpy(&bits, &x, sizeof(bits));
 	e = (int) ((bits >> 52) & 0x7FF);

@@ -46,9 +46,18 @@ sketch_check_q(double q)
 void
 sketch_init(SketchState *s, double alpha, uint8 flags, MemoryContext ctx)
 {
+	/* The last relative error's ln(gamma), kept: every sketch read sets one up, nearly always with the same */
+	static double last_alpha = 0.0;
+	static double last_ln_gamma = 0.0;
+
+	if (alpha != last_alpha)
+	{
+		last_ln_gamma = log1p(alpha) - log1p(-alpha);
+		last_alpha = alpha;
+	}
 	memset(s, 0, sizeof(SketchState));
 	s->alpha = alpha;
-	s->ln_gamma = log1p(alpha) - log1p(-alpha);
+	s->ln_gamma = last_ln_gamma;
 	s->inv_ln_gamma = 1.0 / s->ln_gamma;
 	s->flags = flags;
 	s->q = 0.0;
@@ -251,16 +260,32 @@ sketch_merge(SketchState *a, const SketchState *b)
 	for (int k = 0; k < 2; k++)
 	{
 		const SketchStore *src = bs[k];
+		SketchStore *dst = as[k];
 		int			sb = level - b->level;
+		int64		lo,
+					hi,
+					off;
 
 		if (src->total == 0)
 			continue;
-		sketch_store_reserve(as[k], as[k]->total ? Min(as[k]->lo, sketch_map(src->lo, sb)) : sketch_map(src->lo, sb),
-							 as[k]->total ? Max(as[k]->hi, sketch_map(src->hi, sb)) : sketch_map(src->hi, sb),
-							 a->ctx);
-		for (int64 i = src->lo; i <= src->hi; i++)
-			if (src->counts[i - src->base])
-				sketch_store_bump(as[k], sketch_map(i, sb), src->counts[i - src->base], a->ctx);
+		lo = sketch_map(src->lo, sb);
+		hi = sketch_map(src->hi, sb);
+		if (dst->total)
+		{
+			lo = Min(dst->lo, lo);
+			hi = Max(dst->hi, hi);
+		}
+		sketch_store_reserve(dst, lo, hi, a->ctx);
+		off = dst->base;
+		if (sb == 0)
+			for (int64 i = src->lo; i <= src->hi; i++)
+				dst->counts[i - off] += src->counts[i - src->base];
+		else
+			for (int64 i = src->lo; i <= src->hi; i++)
+				dst->counts[sketch_map(i, sb) - off] += src->counts[i - src->base];
+		dst->lo = lo;
+		dst->hi = hi;
+		dst->total += src->total;
 	}
 	a->count = summary_add_count(a->count, b->count, SKETCH_TYPE);
 	a->zeros += b->zeros;
@@ -349,16 +374,23 @@ sketch_encode(SketchState *s)
 	return summary_finish(&buf);
 }
 
-/* Read a store into (index, count) pairs, checking order, range and counts */
-static void
-sketch_decode_store(SummaryReader *r, SketchStore *st, int64 bound, StringInfo scratch)
+/* Read a store into (index, count) pairs, checking order, range and counts; returns them (NULL when none) */
+static int64 *
+sketch_decode_store(SummaryReader *r, SketchStore *st, int64 bound, int64 *npairs)
 {
 	uint64		n = summary_get_varuint(r);
 	int64		i = 0;
+	int64	   *pairs;
 
-	resetStringInfo(scratch);
 	if (n > SKETCH_MAX_BUCKETS)
 		summary_corrupt(r, "A store holds more buckets than a sketch may.");
+	*npairs = (int64) n;
+	if (n == 0)
+		return NULL;
+	/* Each pair takes at least two bytes: a truncated value is caught before a large allocation. */
+	if ((uint64) (r->end - r->pos) < 2 * n)
+		summary_corrupt(r, "The value is truncated.");
+	pairs = palloc(2 * n * sizeof(int64));
 	for (uint64 k = 0; k < n; k++)
 	{
 		uint64		c;
@@ -383,32 +415,27 @@ sketch_decode_store(SummaryReader *r, SketchStore *st, int64 bound, StringInfo s
 		st->hi = i;
 		if (pg_add_s64_overflow(st->total, (int64) c, &st->total))
 			summary_corrupt(r, "Bucket counts overflow.");
-		appendBinaryStringInfo(scratch, (const char *) &i, sizeof(int64));
-		appendBinaryStringInfo(scratch, (const char *) &c, sizeof(uint64));
+		pairs[2 * k] = i;
+		pairs[2 * k + 1] = (int64) c;
 	}
-	if (n > 0 && sketch_span(st, 0) > SKETCH_MAX_BUCKETS)
+	if (sketch_span(st, 0) > SKETCH_MAX_BUCKETS)
 		summary_corrupt(r, "The buckets span more than a sketch may.");
+	return pairs;
 }
 
-/* Fill a store's dense array from the (index, count) pairs read */
+/* Fill a store's dense array from the (index, count) pairs read (strictly increasing indexes, lo to hi) */
 static void
-sketch_fill_store(SketchStore *st, StringInfo pairs, MemoryContext ctx)
+sketch_fill_store(SketchStore *st, const int64 *pairs, int64 npairs, MemoryContext ctx)
 {
 	int64		total = st->total;
 
-	if (total == 0)
+	if (npairs == 0)
 		return;
-	st->total = 0;
-	for (int off = 0; off < pairs->len; off += 2 * sizeof(int64))
-	{
-		int64		i,
-					c;
-
-		memcpy(&i, pairs->data + off, sizeof(int64));
-		memcpy(&c, pairs->data + off + sizeof(int64), sizeof(int64));
-		sketch_store_bump(st, i, c, ctx);
-	}
-	Assert(st->total == total);
+	st->total = 0;				/* no buckets to carry over into the new array */
+	sketch_store_reserve(st, st->lo, st->hi, ctx);
+	st->total = total;
+	for (int64 k = 0; k < npairs; k++)
+		st->counts[pairs[2 * k] - st->base] = pairs[2 * k + 1];
 }
 
 /* Whether a double is -0.0 */
@@ -444,8 +471,10 @@ sketch_decode(const char *data, int len, int sqlstate, MemoryContext ctx)
 				zeros;
 	int64		bound,
 				total;
-	StringInfoData negpairs,
-				pospairs;
+	int64	   *negpairs,
+			   *pospairs,
+				nneg,
+				npos;
 
 	summary_read_bytes_begin(&r, data, len, SUMMARY_SKETCH, SKETCH_TYPE);
 	r.errcode = sqlstate;
@@ -474,10 +503,8 @@ sketch_decode(const char *data, int len, int sqlstate, MemoryContext ctx)
 	exactsum_decode(&r, &s->sum);
 	/* No finite double has a level-0 index beyond 746 / ln(gamma) in magnitude. */
 	bound = sketch_map((int64) ceil(746.0 * s->inv_ln_gamma) + 1, s->level) + 1;
-	initStringInfo(&negpairs);
-	initStringInfo(&pospairs);
-	sketch_decode_store(&r, &s->neg, bound, &negpairs);
-	sketch_decode_store(&r, &s->pos, bound, &pospairs);
+	negpairs = sketch_decode_store(&r, &s->neg, bound, &nneg);
+	pospairs = sketch_decode_store(&r, &s->pos, bound, &npos);
 	summary_read_end(&r);
 	if (sketch_span(&s->neg, 0) + sketch_span(&s->pos, 0) > SKETCH_MAX_BUCKETS)
 		summary_corrupt(&r, "The buckets span more than a sketch may.");
@@ -506,10 +533,12 @@ sketch_decode(const char *data, int len, int sqlstate, MemoryContext ctx)
 	if (exactsum_cmp_affine(&s->sum, s->count - 1, s->min, s->max) < 0 ||
 		exactsum_cmp_affine(&s->sum, s->count - 1, s->max, s->min) > 0)
 		summary_corrupt(&r, "The sum disagrees with the values.");
-	sketch_fill_store(&s->neg, &negpairs, ctx);
-	sketch_fill_store(&s->pos, &pospairs, ctx);
-	pfree(negpairs.data);
-	pfree(pospairs.data);
+	sketch_fill_store(&s->neg, negpairs, nneg, ctx);
+	sketch_fill_store(&s->pos, pospairs, npos, ctx);
+	if (negpairs)
+		pfree(negpairs);
+	if (pospairs)
+		pfree(pospairs);
 	return s;
 }
 
@@ -547,7 +576,7 @@ sketch_bucket_estimate(const SketchState *s, int64 i)
 }
 
 
-/* The sketch's buckets in ascending value order, with cumulative counts */
+/* The sketch's nonempty buckets in ascending value order, with cumulative counts */
 SketchRun *
 sketch_runs(const SketchState *s, int *nruns)
 {
@@ -561,13 +590,15 @@ sketch_runs(const SketchState *s, int *nruns)
 			{
 				cum += s->neg.counts[i - s->neg.base];
 				runs[n].end = cum;
-				runs[n++].est = -sketch_bucket_estimate(s, i);
+				runs[n].index = i;
+				runs[n++].sign = -1;
 			}
 	if (s->zeros)
 	{
 		cum += s->zeros;
 		runs[n].end = cum;
-		runs[n++].est = 0.0;
+		runs[n].index = 0;
+		runs[n++].sign = 0;
 	}
 	if (s->pos.total)
 		for (int64 i = s->pos.lo; i <= s->pos.hi; i++)
@@ -575,7 +606,8 @@ sketch_runs(const SketchState *s, int *nruns)
 			{
 				cum += s->pos.counts[i - s->pos.base];
 				runs[n].end = cum;
-				runs[n++].est = sketch_bucket_estimate(s, i);
+				runs[n].index = i;
+				runs[n++].sign = 1;
 			}
 	*nruns = n;
 	return runs;
@@ -602,7 +634,7 @@ sketch_order_stat(const SketchState *s, const SketchRun *runs, int nruns, int64 
 		else
 			lo = mid + 1;
 	}
-	v = runs[lo].est;
+	v = runs[lo].sign == 0 ? 0.0 : runs[lo].sign * sketch_bucket_estimate(s, runs[lo].index);
 	return v < s->min ? s->min : (v > s->max ? s->max : v);
 }
 

@@ -56,11 +56,12 @@ typedef struct SketchState
 	MemoryContext ctx;
 } SketchState;
 
-/* One run of equal estimates in value order: order statistics below end have estimate est */
+/* One nonempty bucket in value order: order statistics below end fall in it (its estimate is computed when asked) */
 typedef struct SketchRun
 {
 	int64		end;
-	double		est;
+	int64		index;			/* the bucket's index in its store */
+	int			sign;			/* -1 for the negative store, 1 for the positive one, 0 for the zeros */
 } SketchRun;
 
 extern void sketch_check_alpha(double alpha);

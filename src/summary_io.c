@@ -194,15 +194,19 @@ summary_get_f64(SummaryReader *r)
 	return v;
 }
 
-/* Read a LEB128 unsigned integer, rejecting overlong or overflowing forms */
+/* Read a LEB128 unsigned integer of any length, rejecting overlong or overflowing forms */
 uint64
-summary_get_varuint(SummaryReader *r)
+summary_get_varuint_long(SummaryReader *r)
 {
 	uint64		v = 0;
 
 	for (int shift = 0; shift < 64; shift += 7)
 	{
-		uint8		b = summary_get_u8(r);
+		uint8		b;
+
+		if (r->pos >= r->end)
+			summary_corrupt(r, "The value is truncated.");
+		b = *r->pos++;
 
 		if (shift == 63 && (b & 0x7E))
 			summary_corrupt(r, "A variable-length integer overflows 64 bits.");

@@ -53,7 +53,16 @@ extern uint8 summary_get_u8(SummaryReader *r);
 extern uint64 summary_get_u64(SummaryReader *r);
 extern int64 summary_get_i64(SummaryReader *r);
 extern double summary_get_f64(SummaryReader *r);
-extern uint64 summary_get_varuint(SummaryReader *r);
+extern uint64 summary_get_varuint_long(SummaryReader *r);
+
+/* Read a LEB128 unsigned integer: one byte inline (most are), longer forms out of line */
+static inline uint64
+summary_get_varuint(SummaryReader *r)
+{
+	if (likely(r->pos < r->end && *r->pos < 0x80))
+		return *r->pos++;
+	return summary_get_varuint_long(r);
+}
 extern int64 summary_get_varint(SummaryReader *r);
 extern Numeric summary_get_numeric(SummaryReader *r);
 extern void summary_read_end(SummaryReader *r);
