@@ -195,6 +195,14 @@ WHERE s.orders > 0
 GROUP BY 1, 2, 3
 WITH NO DATA;
 
+CREATE MATERIALIZED VIEW bench.mv_rfm_last_days AS
+SELECT c.last_day, sum(c.buyers)::bigint AS buyers FROM bench.mv_rfm_cells c GROUP BY 1
+WITH NO DATA;
+
+CREATE MATERIALIZED VIEW bench.mv_rfm_order_counts AS
+SELECT c.orders, sum(c.buyers)::bigint AS buyers FROM bench.mv_rfm_cells c GROUP BY 1
+WITH NO DATA;
+
 -- The KPI tables the views stand for, in refresh order (the order of crm_kpi.kpi_tables). The engine's
 -- per-customer parts of sales_daily (customer_days) are how it keeps that table and cohort_monthly, not
 -- KPIs: they have no view.

@@ -205,6 +205,50 @@ END $$;
 COMMENT ON FUNCTION crm_kpi.add_rfm_cells_delta(bigint[]) IS
     'Adds to crm_kpi.rfm_cells the staged fresh customer_stats of some customers minus their stored ones, deleting the rows left with no buyers; returns the rows written';
 
+-- rfm_last_days and rfm_order_counts: each buyer counts once, under the day of its last order or under its orders (the
+-- key, key_sql of x.last_order_at and x.orders). A row left with no buyers is deleted.
+CREATE FUNCTION crm_kpi.add_buyer_counts(ids bigint[], target name, key_column name, key_sql text) RETURNS bigint
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    written bigint;
+    emptied tid[];
+BEGIN
+    EXECUTE format(
+        'WITH d AS ( '
+        '    SELECT %3$s AS k, sum(x.sign)::bigint AS buyers '
+        '    FROM (SELECT -1 AS sign, c.orders, c.last_order_at FROM crm_kpi.customer_stats c '
+        '          WHERE c.customer_id = ANY($1) AND c.orders > 0 '
+        '          UNION ALL '
+        '          SELECT 1, f.orders, f.last_order_at FROM crm_kpi.staged_customer_stats f WHERE f.orders > 0) x '
+        '    GROUP BY 1 HAVING sum(x.sign) <> 0), '
+        'up AS ( '
+        '    INSERT INTO crm_kpi.%1$I AS s SELECT d.k, d.buyers FROM d '
+        '    ON CONFLICT (%2$I) DO UPDATE SET buyers = s.buyers + excluded.buyers '
+        '    RETURNING s.ctid, s.buyers) '
+        'SELECT count(*), array_agg(up.ctid) FILTER (WHERE up.buyers = 0) FROM up',
+        target, key_column, key_sql) INTO written, emptied USING ids;
+    RETURN written + crm_kpi.delete_emptied(target, emptied);
+END $$;
+COMMENT ON FUNCTION crm_kpi.add_buyer_counts(bigint[], name, name, text) IS
+    'Adds to a table of buyers per key (crm_kpi.<target>, keyed by key_column, computed by key_sql from x.orders and x.last_order_at) the staged fresh customer_stats of some customers minus their stored ones, deleting the rows left with no buyers; returns the rows written';
+
+CREATE FUNCTION crm_kpi.add_rfm_last_days_delta(ids bigint[]) RETURNS bigint
+    LANGUAGE sql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN crm_kpi.add_buyer_counts(ids, 'rfm_last_days', 'last_day',
+                                    format('(x.last_order_at AT TIME ZONE %L)::date', (crm_kpi.engine_settings()).timezone));
+COMMENT ON FUNCTION crm_kpi.add_rfm_last_days_delta(bigint[]) IS
+    'Adds to crm_kpi.rfm_last_days what the staged fresh customer_stats of some customers change in it; returns the rows written';
+
+CREATE FUNCTION crm_kpi.add_rfm_order_counts_delta(ids bigint[]) RETURNS bigint
+    LANGUAGE sql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN crm_kpi.add_buyer_counts(ids, 'rfm_order_counts', 'orders', 'x.orders');
+COMMENT ON FUNCTION crm_kpi.add_rfm_order_counts_delta(bigint[]) IS
+    'Adds to crm_kpi.rfm_order_counts what the staged fresh customer_stats of some customers change in it; returns the rows written';
+
 -- customer_events_daily: the events of the customers and of their spells, by day and channel. A row left with
 -- nothing to count is deleted.
 CREATE FUNCTION crm_kpi.add_customer_events_delta(ids bigint[]) RETURNS bigint

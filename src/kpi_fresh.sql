@@ -367,6 +367,44 @@ END;
 COMMENT ON FUNCTION crm_kpi.rollup_rfm_cells(date[]) IS
     'crm_kpi.rfm_cells counted from the stored crm_kpi.customer_stats (keys is ignored: all rows)';
 
+-- rfm_last_days and rfm_order_counts: rfm_cells summed over the other keys, from the sources (fresh_) or from the
+-- stored rfm_cells, which a rebuild fills first (rollup_). keys is ignored: all rows are returned.
+CREATE FUNCTION crm_kpi.fresh_rfm_last_days(keys date[] DEFAULT NULL) RETURNS SETOF crm_kpi.rfm_last_days
+    LANGUAGE sql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT c.last_day, sum(c.buyers)::bigint FROM crm_kpi.fresh_rfm_cells(NULL::date[]) c GROUP BY 1;
+END;
+COMMENT ON FUNCTION crm_kpi.fresh_rfm_last_days(date[]) IS
+    'crm_kpi.rfm_last_days computed from the sources as of engine_state.as_of (keys is ignored: all rows)';
+
+CREATE FUNCTION crm_kpi.rollup_rfm_last_days(keys date[] DEFAULT NULL) RETURNS SETOF crm_kpi.rfm_last_days
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT c.last_day, sum(c.buyers)::bigint FROM crm_kpi.rfm_cells c GROUP BY 1;
+END;
+COMMENT ON FUNCTION crm_kpi.rollup_rfm_last_days(date[]) IS
+    'crm_kpi.rfm_last_days summed from the stored crm_kpi.rfm_cells (keys is ignored: all rows)';
+
+CREATE FUNCTION crm_kpi.fresh_rfm_order_counts(keys date[] DEFAULT NULL) RETURNS SETOF crm_kpi.rfm_order_counts
+    LANGUAGE sql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT c.orders, sum(c.buyers)::bigint FROM crm_kpi.fresh_rfm_cells(NULL::date[]) c GROUP BY 1;
+END;
+COMMENT ON FUNCTION crm_kpi.fresh_rfm_order_counts(date[]) IS
+    'crm_kpi.rfm_order_counts computed from the sources as of engine_state.as_of (keys is ignored: all rows)';
+
+CREATE FUNCTION crm_kpi.rollup_rfm_order_counts(keys date[] DEFAULT NULL) RETURNS SETOF crm_kpi.rfm_order_counts
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT c.orders, sum(c.buyers)::bigint FROM crm_kpi.rfm_cells c GROUP BY 1;
+END;
+COMMENT ON FUNCTION crm_kpi.rollup_rfm_order_counts(date[]) IS
+    'crm_kpi.rfm_order_counts summed from the stored crm_kpi.rfm_cells (keys is ignored: all rows)';
+
 CREATE FUNCTION crm_kpi.fresh_customer_spells(ids bigint[] DEFAULT NULL) RETURNS SETOF crm_kpi.customer_spells
     LANGUAGE plpgsql STABLE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp

@@ -178,6 +178,22 @@ CREATE TABLE crm_kpi.rfm_cells (
 COMMENT ON TABLE crm_kpi.rfm_cells IS
     'The buyers of customer_stats (a completed order or more) counted per day of their last order (in the tables'' time zone), completed orders and acquisition channel: buyers, their revenue, and the sum of their last orders'' instants (epoch seconds). Enough to score RFM recency and frequency and to size and value the segments (crm_kpi.rfm_grid) without a row per customer';
 
+-- rfm_cells summed over all but the day of the last order, and over all but the order count: what the RFM scales
+-- read (crm_kpi.rfm_scales), a row per day and a row per order count instead of a scan of every cell.
+CREATE TABLE crm_kpi.rfm_last_days (
+    last_day date NOT NULL UNIQUE,
+    buyers bigint NOT NULL
+) WITH (fillfactor = 90);
+COMMENT ON TABLE crm_kpi.rfm_last_days IS
+    'The buyers of customer_stats (a completed order or more) counted per day of their last order (in the tables'' time zone): crm_kpi.rfm_cells summed over order counts and channels, from which crm_kpi.rfm_scales scores recency';
+
+CREATE TABLE crm_kpi.rfm_order_counts (
+    orders bigint NOT NULL UNIQUE,
+    buyers bigint NOT NULL
+) WITH (fillfactor = 90);
+COMMENT ON TABLE crm_kpi.rfm_order_counts IS
+    'The buyers of customer_stats (a completed order or more) counted per number of completed orders: crm_kpi.rfm_cells summed over days and channels, from which crm_kpi.rfm_scales scores frequency';
+
 -- Per-customer contributions: what each customer adds to sales_daily and cohort_monthly. A recomputed customer
 -- changes those tables by the difference of its contributions, never by rescanning days or months.
 CREATE TABLE crm_kpi.customer_days (

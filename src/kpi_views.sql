@@ -167,26 +167,23 @@ LEFT JOIN LATERAL (
 COMMENT ON VIEW crm_kpi.customer_kpis IS
     'Per customer as of engine_state.as_of: stage, orders, revenue, first and last order, mean gap; RFM scores 1-5 by quintile of rank among buyers (5 best; equal values, equal scores; recency by the day of the last order in the tables'' time zone) and the segment of crm_kpi.rfm_segments; the churn early warning (days since the last order over the mean gap, flagged above crm_kpi.warning_factor; with one order, over crm_kpi.active_window, flagged above 1), for buyers not churned';
 
--- RFM recency and frequency scores as arrays, from the buyers per day of the last order and per order count of
--- rfm_cells instead of ranking every buyer: the scores of customer_kpis. (A value's rank() among the buyers is 1 + the
--- buyers of the smaller values; bigint arithmetic, as rank() and count() give there: the division truncates.) Only
--- the values that occur are listed, sorted, so that a far-off date costs nothing: width_bucket() finds one by binary
--- search.
+-- RFM recency and frequency scores as arrays, from the buyers per day of the last order (rfm_last_days) and per order
+-- count (rfm_order_counts) instead of ranking every buyer: the scores of customer_kpis. (A value's rank() among the
+-- buyers is 1 + the buyers of the smaller values; bigint arithmetic, as rank() and count() give there: the division
+-- truncates.) Only the values that occur are listed, sorted, so that a far-off date costs nothing: width_bucket()
+-- finds one by binary search.
 CREATE VIEW crm_kpi.rfm_scales AS
-WITH sums AS MATERIALIZED (
-    SELECT c.last_day, c.orders, sum(c.buyers)::bigint AS buyers
-    FROM crm_kpi.rfm_cells c GROUP BY GROUPING SETS ((c.last_day), (c.orders))),
-n AS MATERIALIZED (SELECT sum(s.buyers)::bigint AS n FROM sums s WHERE s.orders IS NOT NULL)
+WITH n AS MATERIALIZED (SELECT sum(o.buyers)::bigint AS n FROM crm_kpi.rfm_order_counts o)
 SELECT r.days, r.recency_scores, f.order_counts, f.frequency_scores
 FROM (SELECT array_agg(x.last_day ORDER BY x.last_day) AS days, array_agg(x.score ORDER BY x.last_day) AS recency_scores
-      FROM (SELECT s.last_day, (1 + 5 * ((sum(s.buyers) OVER (ORDER BY s.last_day))::bigint - s.buyers) / n.n)::integer AS score
-            FROM sums s CROSS JOIN n WHERE s.last_day IS NOT NULL) x) r
+      FROM (SELECT d.last_day, (1 + 5 * ((sum(d.buyers) OVER (ORDER BY d.last_day))::bigint - d.buyers) / n.n)::integer AS score
+            FROM crm_kpi.rfm_last_days d CROSS JOIN n) x) r
 CROSS JOIN
      (SELECT array_agg(x.orders ORDER BY x.orders) AS order_counts, array_agg(x.score ORDER BY x.orders) AS frequency_scores
-      FROM (SELECT s.orders, (1 + 5 * ((sum(s.buyers) OVER (ORDER BY s.orders))::bigint - s.buyers) / n.n)::integer AS score
-            FROM sums s CROSS JOIN n WHERE s.orders IS NOT NULL) x) f;
+      FROM (SELECT o.orders, (1 + 5 * ((sum(o.buyers) OVER (ORDER BY o.orders))::bigint - o.buyers) / n.n)::integer AS score
+            FROM crm_kpi.rfm_order_counts o CROSS JOIN n) x) f;
 COMMENT ON VIEW crm_kpi.rfm_scales IS
-    'The RFM scores of crm_kpi.customer_kpis as one row of arrays, from crm_kpi.rfm_cells: recency_scores[i] is the recency score of the buyers whose last order fell on days[i] (in the tables'' time zone), frequency_scores[i] the frequency score of order_counts[i] completed orders; both sorted, so that recency_scores[width_bucket(day, days)] is the score of a day that occurs';
+    'The RFM scores of crm_kpi.customer_kpis as one row of arrays, from crm_kpi.rfm_last_days and crm_kpi.rfm_order_counts: recency_scores[i] is the recency score of the buyers whose last order fell on days[i] (in the tables'' time zone), frequency_scores[i] the frequency score of order_counts[i] completed orders; both sorted, so that recency_scores[width_bucket(day, days)] is the score of a day that occurs';
 
 -- The buyers of rfm_cells per RFM recency and frequency score, segment and channel.
 CREATE VIEW crm_kpi.rfm_grid AS

@@ -13,7 +13,7 @@ CREATE TABLE crm_kpi.kpi_tables (
     delta_function name
 );
 COMMENT ON TABLE crm_kpi.kpi_tables IS
-    'The KPI tables kept by the refresh engine: their key columns (the first is the stale key, of grain day, month or customer; none: the table is kept by the customers'' differences alone), the queue target that refreshes them, every target whose pending keys may change them, the function computing their rows for stale keys (fresh_<table> from the sources, or rollup_<table> from the per-customer parts; crm_kpi.verify() always compares with fresh_<table>), and the function adding what a batch of recomputed customers changes in them (NULL: they have no part per customer, or are per customer)';
+    'The KPI tables kept by the refresh engine: their key columns (the first is the stale key, of grain day, month or customer; none: the table is kept by the customers'' differences alone), the queue target that refreshes them, every target whose pending keys may change them, the function computing their rows for stale keys (fresh_<table> from the sources, or rollup_<table> from the per-customer parts, or from a KPI table before it; crm_kpi.verify() always compares with fresh_<table>), and the function adding what a batch of recomputed customers changes in them (NULL: they have no part per customer, or are per customer)';
 INSERT INTO crm_kpi.kpi_tables VALUES
     ('customer_stats', 1, '{customer_id}', 'customer', 'customer', '{customer,orders,customers,interactions}', 'fresh_customer_stats', NULL),
     ('customer_spells', 2, '{customer_id,spell}', 'customer', 'customer', '{customer,orders,customers,interactions}', 'fresh_customer_spells', NULL),
@@ -29,7 +29,9 @@ INSERT INTO crm_kpi.kpi_tables VALUES
     ('churn_monthly', 12, '{month}', 'month', 'churn', '{churn,customer,orders,customers}', 'fresh_churn_monthly', 'add_churn_delta'),
     ('customer_counts', 13, '{channel,stage,lead_month}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_customer_counts', 'add_customer_counts_delta'),
     ('customer_events_daily', 14, '{day,channel}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_customer_events_daily', 'add_customer_events_delta'),
-    ('rfm_cells', 15, '{last_day,orders,channel}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_rfm_cells', 'add_rfm_cells_delta');
+    ('rfm_cells', 15, '{last_day,orders,channel}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_rfm_cells', 'add_rfm_cells_delta'),
+    ('rfm_last_days', 16, '{last_day}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_rfm_last_days', 'add_rfm_last_days_delta'),
+    ('rfm_order_counts', 17, '{orders}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_rfm_order_counts', 'add_rfm_order_counts_delta');
 
 -- The KPI tables a kind of source feeds: those its keys make stale, directly or through the customers it changes.
 CREATE FUNCTION crm_kpi.kind_tables(kind text) RETURNS name[]
