@@ -190,31 +190,37 @@ BEGIN
     -- So only gaps up to reach / bound can rank (ratio = time since the last order / gap <= reach / gap), and
     -- customers of one order (ratio = time since / active_window) only when bound x active_window < reach.
     RETURN QUERY
-    -- (the scales computed once: joined to every candidate, the view would be computed again for each)
-    WITH sc AS MATERIALIZED (SELECT * FROM crm_kpi.rfm_scales)
+    -- The segment is looked up for the rows kept only, after the sort: the scales' arrays (a few kB) carried through
+    -- it by every candidate were most of its time. (The scales computed once: in the subquery, the view would be
+    -- computed again for each row.)
+    WITH sc AS MATERIALIZED (SELECT * FROM crm_kpi.rfm_scales),
+    top AS (
+        SELECT c.customer_id, c.stage, c.ratio, c.since, c.mean_gap, c.orders, c.revenue, c.last_order_at
+        FROM (SELECT s.customer_id, s.stage, s.mean_gap, s.orders, s.revenue, s.last_order_at, w.since, w.ratio
+              FROM crm_kpi.customer_stats s
+              CROSS JOIN LATERAL (SELECT extract(epoch FROM e.as_of - s.last_order_at) AS since) t
+              CROSS JOIN LATERAL (SELECT t.since, t.since / nullif(extract(epoch FROM s.mean_gap), 0) AS ratio) w
+              WHERE s.orders >= 2 AND s.stage <> 'churned'
+                AND (bound IS NULL OR s.mean_gap <= make_interval(secs => reach / bound::double precision))
+                AND w.ratio > factor
+                AND (channels IS NULL OR coalesce(s.acquisition_channel, '(none)') = ANY (channels))
+              UNION ALL
+              SELECT s.customer_id, s.stage, s.mean_gap, s.orders, s.revenue, s.last_order_at, t.since,
+                     t.since / extract(epoch FROM e.active_window)
+              FROM crm_kpi.customer_stats s
+              CROSS JOIN LATERAL (SELECT extract(epoch FROM e.as_of - s.last_order_at) AS since) t
+              WHERE (bound IS NULL OR bound::double precision * extract(epoch FROM e.active_window) < reach)
+                AND s.orders = 1 AND s.stage <> 'churned'
+                AND t.since > extract(epoch FROM e.active_window)
+                AND (channels IS NULL OR coalesce(s.acquisition_channel, '(none)') = ANY (channels))) c
+        ORDER BY c.ratio DESC, c.revenue DESC, c.customer_id
+        LIMIT max_rows)
     SELECT c.customer_id, c.stage, c.ratio::double precision, c.since / 86400, c.mean_gap, c.orders, c.revenue,
            (SELECT g.segment FROM crm_kpi.rfm_segments g
             WHERE g.recency_scores @> sc.recency_scores[width_bucket((c.last_order_at AT TIME ZONE e.timezone)::date, sc.days)]
               AND g.frequency_scores @> sc.frequency_scores[width_bucket(c.orders, sc.order_counts)])
-    FROM (SELECT s.*, w.since, w.ratio
-          FROM crm_kpi.customer_stats s
-          CROSS JOIN LATERAL (SELECT extract(epoch FROM e.as_of - s.last_order_at) AS since) t
-          CROSS JOIN LATERAL (SELECT t.since, t.since / nullif(extract(epoch FROM s.mean_gap), 0) AS ratio) w
-          WHERE s.orders >= 2 AND s.stage <> 'churned'
-            AND (bound IS NULL OR s.mean_gap <= make_interval(secs => reach / bound::double precision))
-            AND w.ratio > factor
-            AND (channels IS NULL OR coalesce(s.acquisition_channel, '(none)') = ANY (channels))
-          UNION ALL
-          SELECT s.*, t.since, t.since / extract(epoch FROM e.active_window)
-          FROM crm_kpi.customer_stats s
-          CROSS JOIN LATERAL (SELECT extract(epoch FROM e.as_of - s.last_order_at) AS since) t
-          WHERE (bound IS NULL OR bound::double precision * extract(epoch FROM e.active_window) < reach)
-            AND s.orders = 1 AND s.stage <> 'churned'
-            AND t.since > extract(epoch FROM e.active_window)
-            AND (channels IS NULL OR coalesce(s.acquisition_channel, '(none)') = ANY (channels))) c
-    CROSS JOIN sc
-    ORDER BY c.ratio DESC, c.revenue DESC, c.customer_id
-    LIMIT max_rows;
+    FROM top c CROSS JOIN sc
+    ORDER BY c.ratio DESC, c.revenue DESC, c.customer_id;
 END $$;
 COMMENT ON FUNCTION crm_kpi.early_warnings(integer, text[]) IS
     'The customers the churn early warning flags (of the given acquisition channels, ''(none)'' for those without; all when NULL), most at risk first (highest ratio of days since the last order to their usual gap), then by revenue; up to max_rows. Reads the customers with the shortest gaps first, so as not to compute every buyer''s ratio';

@@ -2,7 +2,8 @@
 -- read) come from two new KPI tables, the buyers per day of their last order (rfm_last_days) and per number of
 -- completed orders (rfm_order_counts), a row per day and per count, instead of a pass over every cell of rfm_cells;
 -- the refresh keeps them like rfm_cells, and they are filled here from it. (Reading sketches and summaries got faster
--- in the library, with the same results.)
+-- in the library, with the same results.) early_warnings() looks up the segment of the rows it returns only, after
+-- sorting its candidates without the scales' arrays.
 \echo Use "ALTER EXTENSION crm_kpi UPDATE TO '0.1.6'" to load this file. \quit
 
 -- rfm_cells summed over all but the day of the last order, and over all but the order count: what the RFM scales
@@ -160,3 +161,73 @@ CROSS JOIN
             FROM crm_kpi.rfm_order_counts o CROSS JOIN n) x) f;
 COMMENT ON VIEW crm_kpi.rfm_scales IS
     'The RFM scores of crm_kpi.customer_kpis as one row of arrays, from crm_kpi.rfm_last_days and crm_kpi.rfm_order_counts: recency_scores[i] is the recency score of the buyers whose last order fell on days[i] (in the tables'' time zone), frequency_scores[i] the frequency score of order_counts[i] completed orders; both sorted, so that recency_scores[width_bucket(day, days)] is the score of a day that occurs';
+
+-- The segment of the rows kept only, after the sort.
+CREATE OR REPLACE FUNCTION crm_kpi.early_warnings(max_rows integer DEFAULT 100, channels text[] DEFAULT NULL)
+    RETURNS TABLE (customer_id bigint, stage crm_kpi.lifecycle_stage, warning_ratio double precision,
+                   days_since_last_order numeric, mean_gap interval, orders bigint, revenue numeric, segment text)
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e crm_kpi.engine_state;
+    factor numeric := coalesce(current_setting('crm_kpi.warning_factor', true), '2')::numeric;
+    -- longer than any time since the last order of a buyer not churned (churned: no order for churn_after or longer)
+    reach double precision;
+    bound numeric;  -- a ratio that max_rows flagged customers reach, once known
+BEGIN
+    IF max_rows < 0 THEN
+        RAISE EXCEPTION 'max_rows must not be negative: %', max_rows USING ERRCODE = 'invalid_parameter_value';
+    ELSIF max_rows IS NULL OR max_rows = 0 THEN
+        RETURN;
+    END IF;
+    SELECT * INTO e FROM crm_kpi.engine_state;
+    reach := extract(epoch FROM e.churn_after + interval '1 day');
+    -- The highest ratios belong to the customers with the shortest gaps between orders: the ratio that max_rows of
+    -- the 4 x max_rows shortest reach bounds the max_rows-th from below. (NULL when fewer are flagged among them.)
+    SELECT min(x.ratio) INTO bound
+    FROM (SELECT w.ratio
+          FROM (SELECT s.last_order_at, s.mean_gap FROM crm_kpi.customer_stats s
+                WHERE s.orders >= 2 AND s.stage <> 'churned'
+                  AND (channels IS NULL OR coalesce(s.acquisition_channel, '(none)') = ANY (channels))
+                ORDER BY s.mean_gap LIMIT 4 * max_rows::bigint) s
+          CROSS JOIN LATERAL (SELECT extract(epoch FROM e.as_of - s.last_order_at)
+                                     / nullif(extract(epoch FROM s.mean_gap), 0) AS ratio) w
+          WHERE w.ratio > factor
+          ORDER BY w.ratio DESC LIMIT max_rows) x
+    HAVING count(*) = max_rows;
+    -- So only gaps up to reach / bound can rank (ratio = time since the last order / gap <= reach / gap), and
+    -- customers of one order (ratio = time since / active_window) only when bound x active_window < reach.
+    RETURN QUERY
+    -- The segment is looked up for the rows kept only, after the sort: the scales' arrays (a few kB) carried through
+    -- it by every candidate were most of its time. (The scales computed once: in the subquery, the view would be
+    -- computed again for each row.)
+    WITH sc AS MATERIALIZED (SELECT * FROM crm_kpi.rfm_scales),
+    top AS (
+        SELECT c.customer_id, c.stage, c.ratio, c.since, c.mean_gap, c.orders, c.revenue, c.last_order_at
+        FROM (SELECT s.customer_id, s.stage, s.mean_gap, s.orders, s.revenue, s.last_order_at, w.since, w.ratio
+              FROM crm_kpi.customer_stats s
+              CROSS JOIN LATERAL (SELECT extract(epoch FROM e.as_of - s.last_order_at) AS since) t
+              CROSS JOIN LATERAL (SELECT t.since, t.since / nullif(extract(epoch FROM s.mean_gap), 0) AS ratio) w
+              WHERE s.orders >= 2 AND s.stage <> 'churned'
+                AND (bound IS NULL OR s.mean_gap <= make_interval(secs => reach / bound::double precision))
+                AND w.ratio > factor
+                AND (channels IS NULL OR coalesce(s.acquisition_channel, '(none)') = ANY (channels))
+              UNION ALL
+              SELECT s.customer_id, s.stage, s.mean_gap, s.orders, s.revenue, s.last_order_at, t.since,
+                     t.since / extract(epoch FROM e.active_window)
+              FROM crm_kpi.customer_stats s
+              CROSS JOIN LATERAL (SELECT extract(epoch FROM e.as_of - s.last_order_at) AS since) t
+              WHERE (bound IS NULL OR bound::double precision * extract(epoch FROM e.active_window) < reach)
+                AND s.orders = 1 AND s.stage <> 'churned'
+                AND t.since > extract(epoch FROM e.active_window)
+                AND (channels IS NULL OR coalesce(s.acquisition_channel, '(none)') = ANY (channels))) c
+        ORDER BY c.ratio DESC, c.revenue DESC, c.customer_id
+        LIMIT max_rows)
+    SELECT c.customer_id, c.stage, c.ratio::double precision, c.since / 86400, c.mean_gap, c.orders, c.revenue,
+           (SELECT g.segment FROM crm_kpi.rfm_segments g
+            WHERE g.recency_scores @> sc.recency_scores[width_bucket((c.last_order_at AT TIME ZONE e.timezone)::date, sc.days)]
+              AND g.frequency_scores @> sc.frequency_scores[width_bucket(c.orders, sc.order_counts)])
+    FROM top c CROSS JOIN sc
+    ORDER BY c.ratio DESC, c.revenue DESC, c.customer_id;
+END $$;
