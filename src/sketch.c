@@ -277,12 +277,8 @@ sketch_merge(SketchState *a, const SketchState *b)
 		}
 		sketch_store_reserve(dst, lo, hi, a->ctx);
 		off = dst->base;
-		if (sb == 0)
-			for (int64 i = src->lo; i <= src->hi; i++)
-				dst->counts[i - off] += src->counts[i - src->base];
-		else
-			for (int64 i = src->lo; i <= src->hi; i++)
-				dst->counts[sketch_map(i, sb) - off] += src->counts[i - src->base];
+		for (int64 i = src->lo; i <= src->hi; i++)
+			dst->counts[sketch_map(i, sb) - off] += src->counts[i - src->base];
 		dst->lo = lo;
 		dst->hi = hi;
 		dst->total += src->total;

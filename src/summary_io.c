@@ -202,11 +202,7 @@ summary_get_varuint_long(SummaryReader *r)
 
 	for (int shift = 0; shift < 64; shift += 7)
 	{
-		uint8		b;
-
-		if (r->pos >= r->end)
-			summary_corrupt(r, "The value is truncated.");
-		b = *r->pos++;
+		uint8		b = summary_get_u8(r);
 
 		if (shift == 63 && (b & 0x7E))
 			summary_corrupt(r, "A variable-length integer overflows 64 bits.");
