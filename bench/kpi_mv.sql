@@ -58,6 +58,16 @@ FROM crm.tickets t WHERE t.opened_at IS NOT NULL
 GROUP BY 1
 WITH NO DATA;
 
+CREATE MATERIALIZED VIEW bench.mv_service_months AS
+SELECT date_trunc('month', d.day::timestamp)::date AS month, sum(d.opened)::bigint AS opened,
+       sum(d.unanswered)::bigint AS unanswered, sum(d.resolved)::bigint AS resolved,
+       sum(d.resolved_within_sla)::bigint AS resolved_within_sla, crm_kpi.rollup(d.first_response) AS first_response,
+       crm_kpi.rollup(d.resolution) AS resolution, sum(d.replies_on_resolved)::bigint AS replies_on_resolved,
+       sum(d.complaints)::bigint AS complaints
+FROM bench.mv_service_daily d
+GROUP BY 1
+WITH NO DATA;
+
 CREATE MATERIALIZED VIEW bench.mv_satisfaction_daily AS
 SELECT (r.answered_at AT TIME ZONE 'UTC')::date AS day,
        crm_kpi.nps_agg(r.score) FILTER (WHERE r.kind = 'nps') AS nps,
@@ -201,6 +211,12 @@ WITH NO DATA;
 
 CREATE MATERIALIZED VIEW bench.mv_rfm_order_counts AS
 SELECT c.orders, sum(c.buyers)::bigint AS buyers FROM bench.mv_rfm_cells c GROUP BY 1
+WITH NO DATA;
+
+CREATE MATERIALIZED VIEW bench.mv_rfm_month_cells AS
+SELECT date_trunc('month', c.last_day::timestamp)::date AS month, c.orders, c.channel, sum(c.buyers)::bigint AS buyers,
+       sum(c.revenue) AS revenue, sum(c.last_order_epoch) AS last_order_epoch
+FROM bench.mv_rfm_cells c GROUP BY 1, 2, 3
 WITH NO DATA;
 
 -- The KPI tables the views stand for, in refresh order (the order of crm_kpi.kpi_tables). The engine's

@@ -170,40 +170,57 @@ END $$;
 COMMENT ON FUNCTION crm_kpi.add_customer_counts_delta(bigint[]) IS
     'Adds to crm_kpi.customer_counts the staged fresh customer_stats of some customers minus their stored ones, deleting the rows left with no customers; returns the rows written';
 
--- rfm_cells: each buyer counts once, under the day of its last order, its orders and its channel. A row left with no
--- buyers is deleted.
-CREATE FUNCTION crm_kpi.add_rfm_cells_delta(ids bigint[]) RETURNS bigint
+-- rfm_cells and rfm_month_cells: each buyer counts once, under the day (or month) of its last order, its orders and its
+-- channel (the first key, key_column, computed by key_sql from x.last_order_at). A row left with no buyers is deleted.
+CREATE FUNCTION crm_kpi.add_rfm_cells(ids bigint[], target name, key_column name, key_sql text) RETURNS bigint
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    st crm_kpi.engine_state := crm_kpi.engine_settings();
     written bigint;
     emptied tid[];
 BEGIN
-    WITH d AS (
-        SELECT (x.last_order_at AT TIME ZONE st.timezone)::date AS last_day, x.orders, x.channel,
-               sum(x.sign)::bigint AS buyers, sum(x.sign * x.revenue) AS revenue,
-               sum(x.sign * extract(epoch FROM x.last_order_at)) AS last_order_epoch
-        FROM (SELECT -1 AS sign, c.acquisition_channel AS channel, c.orders, c.revenue, c.last_order_at
-              FROM crm_kpi.customer_stats c WHERE c.customer_id = ANY(ids) AND c.orders > 0
-              UNION ALL
-              SELECT 1, f.acquisition_channel, f.orders, f.revenue, f.last_order_at
-              FROM crm_kpi.staged_customer_stats f WHERE f.orders > 0) x
-        GROUP BY 1, 2, 3),
-    up AS (
-        INSERT INTO crm_kpi.rfm_cells AS s
-        SELECT d.last_day, d.orders, d.channel, d.buyers, coalesce(d.revenue, 0), d.last_order_epoch FROM d
-        WHERE d.buyers <> 0 OR coalesce(d.revenue, 0) <> 0 OR d.last_order_epoch <> 0
-        ON CONFLICT (last_day, orders, channel) DO UPDATE SET
-            buyers = s.buyers + excluded.buyers, revenue = s.revenue + excluded.revenue,
-            last_order_epoch = s.last_order_epoch + excluded.last_order_epoch
-        RETURNING s.ctid, s.buyers)
-    SELECT count(*), array_agg(up.ctid) FILTER (WHERE up.buyers = 0) INTO written, emptied FROM up;
-    RETURN written + crm_kpi.delete_emptied('rfm_cells', emptied);
+    EXECUTE format(
+        'WITH d AS ( '
+        '    SELECT %3$s AS k, x.orders, x.channel, sum(x.sign)::bigint AS buyers, sum(x.sign * x.revenue) AS revenue, '
+        '           sum(x.sign * extract(epoch FROM x.last_order_at)) AS last_order_epoch '
+        '    FROM (SELECT -1 AS sign, c.acquisition_channel AS channel, c.orders, c.revenue, c.last_order_at '
+        '          FROM crm_kpi.customer_stats c WHERE c.customer_id = ANY($1) AND c.orders > 0 '
+        '          UNION ALL '
+        '          SELECT 1, f.acquisition_channel, f.orders, f.revenue, f.last_order_at '
+        '          FROM crm_kpi.staged_customer_stats f WHERE f.orders > 0) x '
+        '    GROUP BY 1, 2, 3), '
+        'up AS ( '
+        '    INSERT INTO crm_kpi.%1$I AS s '
+        '    SELECT d.k, d.orders, d.channel, d.buyers, coalesce(d.revenue, 0), d.last_order_epoch FROM d '
+        '    WHERE d.buyers <> 0 OR coalesce(d.revenue, 0) <> 0 OR d.last_order_epoch <> 0 '
+        '    ON CONFLICT (%2$I, orders, channel) DO UPDATE SET '
+        '        buyers = s.buyers + excluded.buyers, revenue = s.revenue + excluded.revenue, '
+        '        last_order_epoch = s.last_order_epoch + excluded.last_order_epoch '
+        '    RETURNING s.ctid, s.buyers) '
+        'SELECT count(*), array_agg(up.ctid) FILTER (WHERE up.buyers = 0) FROM up',
+        target, key_column, key_sql) INTO written, emptied USING ids;
+    RETURN written + crm_kpi.delete_emptied(target, emptied);
 END $$;
+COMMENT ON FUNCTION crm_kpi.add_rfm_cells(bigint[], name, name, text) IS
+    'Adds to a table of buyers per day or month of their last order, orders and channel (crm_kpi.<target>, its first key key_column computed by key_sql from x.last_order_at) the staged fresh customer_stats of some customers minus their stored ones, deleting the rows left with no buyers; returns the rows written';
+
+CREATE FUNCTION crm_kpi.add_rfm_cells_delta(ids bigint[]) RETURNS bigint
+    LANGUAGE sql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN crm_kpi.add_rfm_cells(ids, 'rfm_cells', 'last_day',
+                                 format('(x.last_order_at AT TIME ZONE %L)::date', (crm_kpi.engine_settings()).timezone));
 COMMENT ON FUNCTION crm_kpi.add_rfm_cells_delta(bigint[]) IS
     'Adds to crm_kpi.rfm_cells the staged fresh customer_stats of some customers minus their stored ones, deleting the rows left with no buyers; returns the rows written';
+
+CREATE FUNCTION crm_kpi.add_rfm_month_cells_delta(ids bigint[]) RETURNS bigint
+    LANGUAGE sql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN crm_kpi.add_rfm_cells(ids, 'rfm_month_cells', 'month',
+                                 format('date_trunc(''month'', x.last_order_at AT TIME ZONE %L)::date',
+                                        (crm_kpi.engine_settings()).timezone));
+COMMENT ON FUNCTION crm_kpi.add_rfm_month_cells_delta(bigint[]) IS
+    'Adds to crm_kpi.rfm_month_cells what the staged fresh customer_stats of some customers change in it; returns the rows written';
 
 -- rfm_last_days and rfm_order_counts: each buyer counts once, under the day of its last order or under its orders (the
 -- key, key_sql of x.last_order_at and x.orders). A row left with no buyers is deleted.

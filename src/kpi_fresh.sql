@@ -253,6 +253,37 @@ END $$;
 COMMENT ON FUNCTION crm_kpi.fresh_service_daily(date[]) IS
     'crm_kpi.service_daily computed from the sources, for the given days (all when NULL)';
 
+-- service_months: service_daily summed per month, from the sources (fresh_) or from the stored service_daily, which
+-- a refresh or rebuild writes first (rollup_), for the given months (all when NULL).
+CREATE FUNCTION crm_kpi.fresh_service_months(months date[] DEFAULT NULL) RETURNS SETOF crm_kpi.service_months
+    LANGUAGE sql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT date_trunc('month', d.day::timestamp)::date, sum(d.opened)::bigint, sum(d.unanswered)::bigint,
+           sum(d.resolved)::bigint, sum(d.resolved_within_sla)::bigint, crm_kpi.rollup(d.first_response),
+           crm_kpi.rollup(d.resolution), sum(d.replies_on_resolved)::bigint, sum(d.complaints)::bigint
+    FROM crm_kpi.fresh_service_daily(CASE WHEN months IS NOT NULL THEN
+             ARRAY(SELECT generate_series(m::timestamp, m + interval '1 month' - interval '1 day', interval '1 day')::date
+                   FROM unnest(months) m) END) d
+    GROUP BY 1;
+END;
+COMMENT ON FUNCTION crm_kpi.fresh_service_months(date[]) IS
+    'crm_kpi.service_months computed from the sources, for the given months (all when NULL)';
+
+CREATE FUNCTION crm_kpi.rollup_service_months(months date[] DEFAULT NULL) RETURNS SETOF crm_kpi.service_months
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT date_trunc('month', d.day::timestamp)::date, sum(d.opened)::bigint, sum(d.unanswered)::bigint,
+           sum(d.resolved)::bigint, sum(d.resolved_within_sla)::bigint, crm_kpi.rollup(d.first_response),
+           crm_kpi.rollup(d.resolution), sum(d.replies_on_resolved)::bigint, sum(d.complaints)::bigint
+    FROM crm_kpi.service_daily d
+    WHERE months IS NULL OR date_trunc('month', d.day::timestamp)::date = ANY(months)
+    GROUP BY 1;
+END;
+COMMENT ON FUNCTION crm_kpi.rollup_service_months(date[]) IS
+    'crm_kpi.service_months summed from the stored crm_kpi.service_daily, for the given months (all when NULL)';
+
 CREATE FUNCTION crm_kpi.fresh_satisfaction_daily(days date[] DEFAULT NULL) RETURNS SETOF crm_kpi.satisfaction_daily
     LANGUAGE plpgsql STABLE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
@@ -404,6 +435,30 @@ BEGIN ATOMIC
 END;
 COMMENT ON FUNCTION crm_kpi.rollup_rfm_order_counts(date[]) IS
     'crm_kpi.rfm_order_counts summed from the stored crm_kpi.rfm_cells (keys is ignored: all rows)';
+
+-- rfm_month_cells: rfm_cells summed per month, from the sources (fresh_) or from the stored rfm_cells (rollup_). keys
+-- is ignored: all rows are returned.
+CREATE FUNCTION crm_kpi.fresh_rfm_month_cells(keys date[] DEFAULT NULL) RETURNS SETOF crm_kpi.rfm_month_cells
+    LANGUAGE sql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT date_trunc('month', c.last_day::timestamp)::date, c.orders, c.channel, sum(c.buyers)::bigint, sum(c.revenue),
+           sum(c.last_order_epoch)
+    FROM crm_kpi.fresh_rfm_cells(NULL::date[]) c GROUP BY 1, 2, 3;
+END;
+COMMENT ON FUNCTION crm_kpi.fresh_rfm_month_cells(date[]) IS
+    'crm_kpi.rfm_month_cells computed from the sources as of engine_state.as_of (keys is ignored: all rows)';
+
+CREATE FUNCTION crm_kpi.rollup_rfm_month_cells(keys date[] DEFAULT NULL) RETURNS SETOF crm_kpi.rfm_month_cells
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT date_trunc('month', c.last_day::timestamp)::date, c.orders, c.channel, sum(c.buyers)::bigint, sum(c.revenue),
+           sum(c.last_order_epoch)
+    FROM crm_kpi.rfm_cells c GROUP BY 1, 2, 3;
+END;
+COMMENT ON FUNCTION crm_kpi.rollup_rfm_month_cells(date[]) IS
+    'crm_kpi.rfm_month_cells summed from the stored crm_kpi.rfm_cells (keys is ignored: all rows)';
 
 CREATE FUNCTION crm_kpi.fresh_customer_spells(ids bigint[] DEFAULT NULL) RETURNS SETOF crm_kpi.customer_spells
     LANGUAGE plpgsql STABLE PARALLEL UNSAFE

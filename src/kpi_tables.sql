@@ -96,6 +96,22 @@ CREATE TABLE crm_kpi.service_daily (
 COMMENT ON TABLE crm_kpi.service_daily IS
     'Tickets by the day they were opened: opened, still unanswered, resolved, resolved within crm_kpi.resolution_sla, sketches of first response and resolution times, replies on resolved tickets, complaints';
 
+-- service_daily summed per month: what the views service_monthly and service_quarterly and crm_kpi.service_between()
+-- read, a row per month instead of a row per day.
+CREATE TABLE crm_kpi.service_months (
+    month date PRIMARY KEY,
+    opened bigint NOT NULL,
+    unanswered bigint NOT NULL,
+    resolved bigint NOT NULL,
+    resolved_within_sla bigint NOT NULL,
+    first_response crm_kpi.sketch,
+    resolution crm_kpi.sketch,
+    replies_on_resolved bigint NOT NULL,
+    complaints bigint NOT NULL
+);
+COMMENT ON TABLE crm_kpi.service_months IS
+    'crm_kpi.service_daily summed per month (the first day of the month the tickets were opened in, in the tables'' time zone): opened, still unanswered, resolved, resolved within crm_kpi.resolution_sla, the sketches of first response and resolution times merged, replies on resolved tickets, complaints';
+
 CREATE TABLE crm_kpi.satisfaction_daily (
     day date PRIMARY KEY,
     nps crm_kpi.nps_summary,
@@ -193,6 +209,20 @@ CREATE TABLE crm_kpi.rfm_order_counts (
 ) WITH (fillfactor = 90);
 COMMENT ON TABLE crm_kpi.rfm_order_counts IS
     'The buyers of customer_stats (a completed order or more) counted per number of completed orders: crm_kpi.rfm_cells summed over days and channels, from which crm_kpi.rfm_scales scores frequency';
+
+-- rfm_cells summed over the days of each month: crm_kpi.rfm_grid reads a row per month, order count and channel for
+-- the months whose buyers all have one recency score, and the cells of rfm_cells for the few others.
+CREATE TABLE crm_kpi.rfm_month_cells (
+    month date NOT NULL,
+    orders bigint NOT NULL,
+    channel text,
+    buyers bigint NOT NULL,
+    revenue numeric NOT NULL,
+    last_order_epoch numeric NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (month, orders, channel)
+) WITH (fillfactor = 90);
+COMMENT ON TABLE crm_kpi.rfm_month_cells IS
+    'crm_kpi.rfm_cells summed over the days of each month (the first day of the month of the buyers'' last order, in the tables'' time zone): buyers per month, completed orders and acquisition channel, their revenue and the sum of their last orders'' instants (epoch seconds); crm_kpi.rfm_grid reads it for the months whose buyers all have one recency score';
 
 -- Per-customer contributions: what each customer adds to sales_daily and cohort_monthly. A recomputed customer
 -- changes those tables by the difference of its contributions, never by rescanning days or months.

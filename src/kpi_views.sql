@@ -25,17 +25,50 @@ BEGIN
          'the NPS and CSAT summaries')) AS v(family, dims, aggs, what)
     LOOP
         FOREACH grain IN ARRAY ARRAY['week', 'month', 'quarter'] LOOP
-            EXECUTE format('CREATE VIEW crm_kpi.%I AS SELECT date_trunc(%L, day)::date AS %I%s, %s '
+            -- Months and quarters of service from its rows per month (service_months), the rest from the days.
+            EXECUTE format('CREATE VIEW crm_kpi.%I AS SELECT date_trunc(%L, %s)::date AS %I%s, %s '
                            'FROM crm_kpi.%I GROUP BY 1%s',
-                           t.family || '_' || grain || 'ly', grain, grain,
-                           coalesce(', ' || t.dims, ''), t.aggs, t.family || '_daily',
+                           t.family || '_' || grain || 'ly', grain,
+                           CASE WHEN t.family = 'service' AND grain <> 'week' THEN 'month' ELSE 'day' END, grain,
+                           coalesce(', ' || t.dims, ''), t.aggs,
+                           CASE WHEN t.family = 'service' AND grain <> 'week' THEN 'service_months' ELSE t.family || '_daily' END,
                            coalesce(', ' || t.dims, ''));
             EXECUTE format('COMMENT ON VIEW crm_kpi.%I IS %L', t.family || '_' || grain || 'ly',
-                           format('crm_kpi.%s_daily rolled up by %s (%s start on Monday): %s',
-                                  t.family, grain, CASE grain WHEN 'week' THEN 'ISO weeks' ELSE grain || 's' END, t.what));
+                           format('crm_kpi.%s_daily rolled up by %s%s: %s', t.family, grain,
+                                  CASE WHEN grain = 'week' THEN ' (ISO weeks, which start on Monday)'
+                                       WHEN t.family = 'service' THEN ' (from crm_kpi.service_months)' ELSE '' END,
+                                  t.what));
         END LOOP;
     END LOOP;
 END $$;
+
+-- The service rows of a time range, as a Grafana panel's $__timeFilter(day) takes the days (a day is in the range
+-- when its midnight, in the session's time zone, is): each whole month in it as its row of service_months, the days
+-- of the months it takes part of as their rows of service_daily. Summed and rolled up, they give what the days give.
+CREATE FUNCTION crm_kpi.service_between(from_at timestamptz, to_at timestamptz) RETURNS SETOF crm_kpi.service_daily
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    WITH d AS (  -- the first and last days in the range
+        SELECT CASE WHEN from_at::date::timestamptz >= from_at THEN from_at::date ELSE from_at::date + 1 END AS d0,
+               CASE WHEN to_at::date::timestamptz <= to_at THEN to_at::date ELSE to_at::date - 1 END AS d1),
+    r AS (  -- the whole months: from m0 to before m1
+        SELECT d.d0, d.d1,
+               CASE WHEN extract(day FROM d.d0) = 1 THEN d.d0
+                    ELSE (date_trunc('month', d.d0::timestamp) + interval '1 month')::date END AS m0,
+               date_trunc('month', (d.d1 + 1)::timestamp)::date AS m1
+        FROM d)
+    SELECT m.month, m.opened, m.unanswered, m.resolved, m.resolved_within_sla, m.first_response, m.resolution,
+           m.replies_on_resolved, m.complaints
+    FROM r JOIN crm_kpi.service_months m ON m.month >= r.m0 AND m.month < r.m1
+    UNION ALL
+    SELECT s.day, s.opened, s.unanswered, s.resolved, s.resolved_within_sla, s.first_response, s.resolution,
+           s.replies_on_resolved, s.complaints
+    FROM r JOIN crm_kpi.service_daily s ON s.day >= r.d0 AND s.day <= r.d1
+    WHERE s.day < r.m0 OR s.day >= r.m1;
+END;
+COMMENT ON FUNCTION crm_kpi.service_between(timestamptz, timestamptz) IS
+    'The rows of crm_kpi.service_daily whose day (its midnight in the session''s time zone) is from from_at to to_at, with each whole month among them replaced by its row of crm_kpi.service_months (under the month''s first day): summed and rolled up, the same as those days, from a row per month';
 
 CREATE VIEW crm_kpi.churn_rates AS
 SELECT month, customers_at_start, churned, customers_at_start - churned AS retained, new_customers, reactivated,
@@ -185,14 +218,28 @@ CROSS JOIN
 COMMENT ON VIEW crm_kpi.rfm_scales IS
     'The RFM scores of crm_kpi.customer_kpis as one row of arrays, from crm_kpi.rfm_last_days and crm_kpi.rfm_order_counts: recency_scores[i] is the recency score of the buyers whose last order fell on days[i] (in the tables'' time zone), frequency_scores[i] the frequency score of order_counts[i] completed orders; both sorted, so that recency_scores[width_bucket(day, days)] is the score of a day that occurs';
 
--- The buyers of rfm_cells per RFM recency and frequency score, segment and channel.
+-- The buyers of rfm_cells per RFM recency and frequency score, segment and channel. A month whose days that occur all
+-- have one recency score (all but the few where the score steps up: at most 4) is read from rfm_month_cells, a row per
+-- order count and channel, instead of a row per day besides.
 CREATE VIEW crm_kpi.rfm_grid AS
-WITH scored AS MATERIALIZED (
-    SELECT x.recency_scores[width_bucket(c.last_day, x.days)] AS recency_score,
-           x.frequency_scores[width_bucket(c.orders, x.order_counts)] AS frequency_score,
+WITH x AS MATERIALIZED (SELECT * FROM crm_kpi.rfm_scales),
+months AS MATERIALIZED (
+    SELECT date_trunc('month', u.day::timestamp)::date AS month, min(u.score) AS lo, max(u.score) AS hi
+    FROM x CROSS JOIN unnest(x.days, x.recency_scores) u (day, score) GROUP BY 1),
+cells AS (
+    SELECT m.lo AS recency_score, c.orders, c.channel, c.buyers, c.revenue, c.last_order_epoch
+    FROM months m JOIN crm_kpi.rfm_month_cells c ON c.month = m.month
+    WHERE m.lo = m.hi
+    UNION ALL
+    SELECT x.recency_scores[width_bucket(c.last_day, x.days)], c.orders, c.channel, c.buyers, c.revenue, c.last_order_epoch
+    FROM months m CROSS JOIN x
+    JOIN crm_kpi.rfm_cells c ON c.last_day >= m.month AND c.last_day < (m.month + interval '1 month')::date
+    WHERE m.lo <> m.hi),
+scored AS MATERIALIZED (
+    SELECT c.recency_score, x.frequency_scores[width_bucket(c.orders, x.order_counts)] AS frequency_score,
            c.channel, sum(c.buyers)::bigint AS buyers, sum(c.revenue) AS revenue, sum(c.orders * c.buyers)::bigint AS orders,
            sum(c.last_order_epoch) AS last_order_epoch
-    FROM crm_kpi.rfm_cells c CROSS JOIN crm_kpi.rfm_scales x
+    FROM cells c CROSS JOIN x
     GROUP BY 1, 2, 3)
 SELECT s.recency_score, s.frequency_score, g.segment, s.channel, s.buyers, s.revenue, s.orders,
        (extract(epoch FROM e.as_of) * s.buyers - s.last_order_epoch) / 86400 AS days_since_last_order
@@ -200,4 +247,4 @@ FROM scored s
 JOIN crm_kpi.rfm_segments g ON g.recency_scores @> s.recency_score AND g.frequency_scores @> s.frequency_score
 CROSS JOIN crm_kpi.engine_state e;
 COMMENT ON VIEW crm_kpi.rfm_grid IS
-    'The buyers of crm_kpi.rfm_cells per RFM recency and frequency score (those of crm_kpi.customer_kpis, from crm_kpi.rfm_scales), segment and acquisition channel: buyers, their revenue and completed orders, and the days since their last orders as of engine_state.as_of, summed over them. Segment sizes: sum(buyers), sum(revenue), sum(orders) / sum(buyers) mean orders, sum(days_since_last_order) / sum(buyers) mean days since the last order, grouped by segment';
+    'The buyers of crm_kpi.rfm_cells (read per month from crm_kpi.rfm_month_cells where a month''s buyers have one recency score) per RFM recency and frequency score (those of crm_kpi.customer_kpis, from crm_kpi.rfm_scales), segment and acquisition channel: buyers, their revenue and completed orders, and the days since their last orders as of engine_state.as_of, summed over them. Segment sizes: sum(buyers), sum(revenue), sum(orders) / sum(buyers) mean orders, sum(days_since_last_order) / sum(buyers) mean days since the last order, grouped by segment';

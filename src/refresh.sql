@@ -206,9 +206,12 @@ BEGIN
             RETURN;
         END IF;
     END IF;
-    FOR g IN SELECT k.own_target, k.key_grain, array_agg(k.table_name ORDER BY k.position) AS group_tables
+    -- A family's keys are of the grain of its first table: a month table after day tables (service_months after
+    -- service_daily) is recomputed for the months of the days taken.
+    FOR g IN SELECT k.own_target, (array_agg(k.key_grain ORDER BY k.position))[1] AS key_grain,
+                    array_agg(k.table_name ORDER BY k.position) AS group_tables
              FROM crm_kpi.kpi_tables k WHERE k.key_grain IN ('day', 'month')
-             GROUP BY k.own_target, k.key_grain ORDER BY min(k.position) LOOP
+             GROUP BY k.own_target ORDER BY min(k.position) LOOP
         CONTINUE WHEN failed ?| g.group_tables::text[];
         part := tables;
         BEGIN
@@ -218,13 +221,17 @@ BEGIN
                       WHERE q.target = g.own_target AND q.day = p.day RETURNING q.day)
             SELECT array_agg(DISTINCT taken.day) INTO days FROM taken;
             IF days IS NOT NULL THEN
-                FOR t IN SELECT k.table_name, k.stage_function FROM crm_kpi.kpi_tables k
+                FOR t IN SELECT k.table_name, k.stage_function, k.key_grain,
+                                CASE WHEN k.key_grain = g.key_grain THEN days
+                                     ELSE ARRAY(SELECT DISTINCT date_trunc('month', d::timestamp)::date
+                                                FROM unnest(days) d) END AS table_keys
+                         FROM crm_kpi.kpi_tables k
                          WHERE k.table_name = ANY(g.group_tables) ORDER BY k.position LOOP
                     PERFORM crm_kpi.report_activity(format('%s, %s %s (%s keys still queued)', t.table_name,
-                                                           cardinality(days), g.key_grain || 's',
+                                                           cardinality(t.table_keys), t.key_grain || 's',
                                                            (SELECT count(*) FROM crm_kpi.change_queue)));
-                    PERFORM crm_kpi.stage_fresh(t.table_name, days, t.stage_function);
-                    rows := crm_kpi.apply_fresh(t.table_name, days);
+                    PERFORM crm_kpi.stage_fresh(t.table_name, t.table_keys, t.stage_function);
+                    rows := crm_kpi.apply_fresh(t.table_name, t.table_keys);
                     part := jsonb_set(part, ARRAY[t.table_name::text], to_jsonb(coalesce((part ->> t.table_name)::bigint, 0) + rows));
                 END LOOP;
                 tables := part;

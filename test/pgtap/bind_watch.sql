@@ -44,7 +44,7 @@ ALTER TABLE od ADD COLUMN amt numeric NOT NULL DEFAULT 7;
 SELECT ok(pg_temp.rebuild_queued('orders'), 'a mapped column swapped for a new one of its name: rebuild queued');
 SELECT is(crm_kpi.rebuild_reason(), 'a bound orders source was truncated, bound, unbound, or altered in what it reads: '
           'the next refresh rebuilds customer_stats, customer_spells, customer_days, sales_daily, sales_channel_daily, '
-          'cohort_monthly, marketing_monthly, churn_monthly, customer_counts, customer_events_daily, rfm_cells, rfm_last_days, rfm_order_counts',
+          'cohort_monthly, marketing_monthly, churn_monthly, customer_counts, customer_events_daily, rfm_cells, rfm_last_days, rfm_order_counts, rfm_month_cells',
           'the status says why, and which tables the next refresh rebuilds (those of the customers)');
 SELECT is((SELECT mode FROM crm_kpi.refresh()), 'rebuild', 'the next refresh rebuilds');
 SELECT is(pg_temp.revenue(), 14::numeric, 'revenue from the new column: 2 orders x 7');

@@ -39,10 +39,12 @@ CREATE TEMP TABLE run AS SELECT * FROM crm_kpi.refresh_history WHERE false;
 INSERT INTO tk VALUES (2, 2, '2024-03-02 08:00+00', '2024-03-02 09:00+00', 3000000000);
 INSERT INTO od VALUES (2, 2, 'completed', 50, '2024-03-02 12:00+00');
 INSERT INTO run SELECT * FROM crm_kpi.refresh();
-SELECT is((SELECT error FROM run), 'service_daily: 22003: integer out of range', 'a ticket out of range: the refresh names the table and the error');
+SELECT is((SELECT error FROM run), 'service_daily, service_months: 22003: integer out of range',
+          'a ticket out of range: the refresh names the tables of the tickets and the error');
 SELECT is(pg_temp.revenue(), 150::numeric, 'the order written beside it is refreshed: 100 + 50');
 SELECT is(pg_temp.service(), '1 opened, 3 replies', 'service_daily keeps its last exact values');
-SELECT is(pg_temp.errors(), 'service_daily 22003', 'crm_kpi.status shows the error on service_daily alone');
+SELECT is(pg_temp.errors(), 'service_daily 22003, service_months 22003',
+          'crm_kpi.status shows the error on the tables of the tickets alone');
 SELECT ok((SELECT pending_keys > 0 FROM crm_kpi.status WHERE table_name = 'service_daily')
           AND (SELECT pending_keys = 0 FROM crm_kpi.status WHERE table_name = 'sales_daily'),
           'its keys stay queued; none of the sales tables');
@@ -63,19 +65,20 @@ ALTER TABLE tk DROP COLUMN replies;
 SELECT is((SELECT array_agg(DISTINCT target) FROM crm_kpi.change_queue), '{*tickets}', 'the drop queues a rebuild of the tickets'' tables');
 INSERT INTO od VALUES (3, 1, 'completed', 25, '2024-03-03 12:00+00');
 INSERT INTO run SELECT * FROM crm_kpi.refresh();
-SELECT matches((SELECT error FROM run), '^service_daily: 42703: column .*replies.* does not exist$',
+SELECT matches((SELECT error FROM run), '^service_daily, service_months: 42703: column .*replies.* does not exist$',
                'the refresh names the table and the missing column');
 SELECT is(pg_temp.revenue(), 175::numeric, 'the order written after the drop is refreshed: 150 + 25');
 SELECT is(pg_temp.service(), '2 opened, 7 replies', 'service_daily keeps its last exact values');
 SELECT is(crm_kpi.rebuild_reason(), 'a bound tickets source was truncated, bound, unbound, or altered in what it reads: '
-          'the next refresh rebuilds service_daily', 'the status says which tables wait for a rebuild');
-SELECT is((SELECT string_agg(table_name, ',') FROM crm_kpi.status WHERE needs_rebuild = crm_kpi.rebuild_reason()), 'service_daily',
-          'and crm_kpi.status.needs_rebuild says it on that table alone');
+          'the next refresh rebuilds service_daily, service_months', 'the status says which tables wait for a rebuild');
+SELECT is((SELECT string_agg(table_name, ',' ORDER BY table_name) FROM crm_kpi.status WHERE needs_rebuild = crm_kpi.rebuild_reason()),
+          'service_daily,service_months',
+          'and crm_kpi.status.needs_rebuild says it on those tables alone');
 SELECT crm_kpi.bind_source('tickets', 'tk', '{"ticket_id": "id", "customer_id": "cust", "opened_at": "opened",
                                                "resolved_at": "resolved"}');
 INSERT INTO run SELECT * FROM crm_kpi.refresh();
-SELECT is((SELECT mode || ' ' || tables::text FROM run OFFSET 1), 'rebuild {"service_daily": 4}',
-          'bound again without replies: service_daily alone is rebuilt (its 2 rows deleted and written again)');
+SELECT is((SELECT mode || ' ' || tables::text FROM run OFFSET 1), 'rebuild {"service_daily": 4, "service_months": 2}',
+          'bound again without replies: the tables of the tickets alone are rebuilt (2 days and a month deleted and written again)');
 SELECT is(pg_temp.service(), '2 opened, 0 replies', 'it counts the tickets without replies');
 SELECT is(pg_temp.errors() || ', ' || (SELECT count(*) FROM crm_kpi.verify()), 'none, 0', 'no error; verify: exact');
 
@@ -87,7 +90,8 @@ INSERT INTO od VALUES (4, 2, 'completed', 10, '2024-03-04 12:00+00');
 INSERT INTO run SELECT * FROM crm_kpi.refresh();
 SELECT is((SELECT split_part(error, ': 42703', 1) FROM run),
           (SELECT string_agg(table_name, ', ' ORDER BY position) FROM crm_kpi.kpi_tables
-           WHERE table_name NOT IN ('pipeline_daily', 'pipeline_total_daily', 'service_daily', 'satisfaction_daily')),
+           WHERE table_name NOT IN ('pipeline_daily', 'pipeline_total_daily', 'service_daily', 'service_months',
+                                    'satisfaction_daily')),
           'the refresh names every table kept from the customers');
 SELECT is(pg_temp.service(), '3 opened, 0 replies', 'the ticket written beside it is refreshed');
 SELECT is(pg_temp.revenue(), 175::numeric, 'sales_daily keeps its last exact values');
@@ -97,15 +101,15 @@ SELECT is((SELECT mode || ' ' || (error IS NULL) FROM run OFFSET 1), 'rebuild tr
 SELECT is(pg_temp.revenue(), 185::numeric, 'with the order written meanwhile: 175 + 10');
 SELECT is(pg_temp.errors() || ', ' || (SELECT count(*) FROM crm_kpi.verify()), 'none, 0', 'no error; verify: exact');
 
--- 4. A TRUNCATE of the tickets rebuilds their table alone, and drops the keys it covers.
+-- 4. A TRUNCATE of the tickets rebuilds their tables alone, and drops the keys it covers.
 TRUNCATE run;
 INSERT INTO tk VALUES (4, 1, '2024-03-05 08:00+00', NULL);
 TRUNCATE tk;
 SELECT is((SELECT string_agg(DISTINCT target, ',') FROM crm_kpi.change_queue), '*tickets,tickets',
           'a ticket''s key, then the TRUNCATE''s rebuild, are queued');
 INSERT INTO run SELECT * FROM crm_kpi.refresh();
-SELECT is((SELECT mode || ' ' || tables::text FROM run), 'rebuild {"service_daily": 3}',
-          'TRUNCATE of the tickets: service_daily alone is rebuilt (its 3 rows deleted)');
+SELECT is((SELECT mode || ' ' || tables::text FROM run), 'rebuild {"service_daily": 3, "service_months": 1}',
+          'TRUNCATE of the tickets: their tables alone are rebuilt (3 days and a month deleted)');
 SELECT is((SELECT batches || ' ' || stale_keys || ' ' || pending_after FROM run), '0 0 0',
           'and the ticket''s key went with it: no batch recomputed it, nothing is left');
 SELECT is(pg_temp.service() || ', ' || pg_temp.revenue() || ', ' || (SELECT count(*) FROM crm_kpi.verify()), '0 opened, 0 replies, 185, 0',
@@ -137,9 +141,9 @@ SELECT is(pg_temp.revenue() || ', ' || pg_temp.backoff(), '200, 2 2',
           'the order is refreshed (185 + 15); the failures and retry time of the tickets'' table are kept');
 SELECT matches((SELECT last_error FROM crm_kpi.status WHERE table_name = 'service_daily'), '^42703: ',
                'and so is its error, its keys still queued');
-UPDATE crm_kpi.kpi_table_state SET retry_at = now() - interval '1 second' WHERE table_name = 'service_daily';
+UPDATE crm_kpi.kpi_table_state SET retry_at = now() - interval '1 second' WHERE table_name IN ('service_daily', 'service_months');
 INSERT INTO run SELECT * FROM pg_temp.as_worker();
-SELECT is((SELECT split_part(error, ': ', 1) FROM run OFFSET 1) || ', ' || pg_temp.backoff(), 'service_daily, 3 4',
+SELECT is((SELECT split_part(error, ': ', 1) FROM run OFFSET 1) || ', ' || pg_temp.backoff(), 'service_daily, service_months, 3 4',
           'once retry_at has passed, the worker tries it again: a third failure waits 4 s');
 ALTER TABLE tk RENAME COLUMN closed TO resolved;
 INSERT INTO run SELECT * FROM crm_kpi.refresh();
