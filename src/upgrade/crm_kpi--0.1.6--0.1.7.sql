@@ -377,33 +377,28 @@ BEGIN
     END LOOP;
 END $$;
 
--- The service rows of a time range, as a Grafana panel's $__timeFilter(day) takes the days (a day is in the range
--- when its midnight, in the session's time zone, is): each whole month in it as its row of service_months, the days
+-- The service rows of the days from from_day to to_day (as a Grafana panel's $__timeFilter(day) takes them: from the
+-- date of the range's start to that of its end): each whole month among them as its row of service_months, the days
 -- of the months it takes part of as their rows of service_daily. Summed and rolled up, they give what the days give.
-CREATE FUNCTION crm_kpi.service_between(from_at timestamptz, to_at timestamptz) RETURNS SETOF crm_kpi.service_daily
+CREATE FUNCTION crm_kpi.service_between(from_day date, to_day date) RETURNS SETOF crm_kpi.service_daily
     LANGUAGE sql STABLE STRICT PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    WITH d AS (  -- the first and last days in the range
-        SELECT CASE WHEN from_at::date::timestamptz >= from_at THEN from_at::date ELSE from_at::date + 1 END AS d0,
-               CASE WHEN to_at::date::timestamptz <= to_at THEN to_at::date ELSE to_at::date - 1 END AS d1),
-    r AS (  -- the whole months: from m0 to before m1
-        SELECT d.d0, d.d1,
-               CASE WHEN extract(day FROM d.d0) = 1 THEN d.d0
-                    ELSE (date_trunc('month', d.d0::timestamp) + interval '1 month')::date END AS m0,
-               date_trunc('month', (d.d1 + 1)::timestamp)::date AS m1
-        FROM d)
+    WITH r AS (  -- the whole months: from m0 to before m1
+        SELECT CASE WHEN extract(day FROM from_day) = 1 THEN from_day
+                    ELSE (date_trunc('month', from_day::timestamp) + interval '1 month')::date END AS m0,
+               date_trunc('month', (to_day + 1)::timestamp)::date AS m1)
     SELECT m.month, m.opened, m.unanswered, m.resolved, m.resolved_within_sla, m.first_response, m.resolution,
            m.replies_on_resolved, m.complaints
     FROM r JOIN crm_kpi.service_months m ON m.month >= r.m0 AND m.month < r.m1
     UNION ALL
     SELECT s.day, s.opened, s.unanswered, s.resolved, s.resolved_within_sla, s.first_response, s.resolution,
            s.replies_on_resolved, s.complaints
-    FROM r JOIN crm_kpi.service_daily s ON s.day >= r.d0 AND s.day <= r.d1
+    FROM r JOIN crm_kpi.service_daily s ON s.day >= from_day AND s.day <= to_day
     WHERE s.day < r.m0 OR s.day >= r.m1;
 END;
-COMMENT ON FUNCTION crm_kpi.service_between(timestamptz, timestamptz) IS
-    'The rows of crm_kpi.service_daily whose day (its midnight in the session''s time zone) is from from_at to to_at, with each whole month among them replaced by its row of crm_kpi.service_months (under the month''s first day): summed and rolled up, the same as those days, from a row per month';
+COMMENT ON FUNCTION crm_kpi.service_between(date, date) IS
+    'The rows of crm_kpi.service_daily from from_day to to_day, with each whole month among them replaced by its row of crm_kpi.service_months (under the month''s first day): summed and rolled up, the same as those days, from a row per month. A panel passes $__timeFrom() and $__timeTo(), which become the dates of the range''s ends as in $__timeFilter(day)';
 
 -- A role that crm_kpi.grant_reader() made reads service_months too, and may call the new read-only functions.
 DO $$
@@ -416,6 +411,6 @@ BEGIN
                AND a.grantee <> c.relowner AND a.grantee <> 0 LOOP
         EXECUTE format('GRANT SELECT ON crm_kpi.service_months TO %s', r);
         EXECUTE format('GRANT EXECUTE ON FUNCTION crm_kpi.fresh_service_months(date[]), '
-                       'crm_kpi.rollup_service_months(date[]), crm_kpi.service_between(timestamptz, timestamptz) TO %s', r);
+                       'crm_kpi.rollup_service_months(date[]), crm_kpi.service_between(date, date) TO %s', r);
     END LOOP;
 END $$;

@@ -1,11 +1,10 @@
 -- service_months.sql: service_daily summed per month (in crm_kpi.timezone), kept with service_daily: values worked out
 -- by hand, sketches equal to those built from the tickets of each month, the months of a refresh's stale days
 -- recomputed (and a month left without tickets deleted), the views service_monthly and service_quarterly, and
--- crm_kpi.service_between() giving what the days of a range give, in a session time zone that is neither UTC nor the
--- tables' one.
+-- crm_kpi.service_between() giving what the days of a range give (also as a panel calls it, in another time zone).
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(24);
+SELECT plan(26);
 SET client_min_messages = warning;
 -- Tokyo (UTC+9): 2024-01-30 16:00 UTC is 01-31 there, 2024-01-31 16:00 UTC is 02-01.
 SET crm_kpi.timezone = 'Asia/Tokyo';
@@ -29,14 +28,13 @@ CREATE FUNCTION pg_temp.month_sketches() RETURNS TABLE (month date, first_respon
            crm_kpi.sketch_agg(t.first_response_at - t.opened_at)::text, crm_kpi.sketch_agg(t.resolved_at - t.opened_at)::text
     FROM crm.tickets t GROUP BY 1
 $$;
--- What the days of a range give (a day is in it when its midnight, in the session's time zone, is: $__timeFilter),
--- and what service_between() gives.
-CREATE FUNCTION pg_temp.by_days(f timestamptz, t timestamptz) RETURNS text LANGUAGE sql AS $$
+-- What the days of a range give (as $__timeFilter(day) takes them), and what service_between() gives.
+CREATE FUNCTION pg_temp.by_days(f date, t date) RETURNS text LANGUAGE sql AS $$
     SELECT format('%s %s %s %s %s %s %s %s', sum(opened), sum(unanswered), sum(resolved), sum(resolved_within_sla),
                   sum(replies_on_resolved), sum(complaints), crm_kpi.rollup(first_response), crm_kpi.rollup(resolution))
     FROM crm_kpi.service_daily WHERE day BETWEEN f AND t
 $$;
-CREATE FUNCTION pg_temp.between(f timestamptz, t timestamptz) RETURNS text LANGUAGE sql AS $$
+CREATE FUNCTION pg_temp.between(f date, t date) RETURNS text LANGUAGE sql AS $$
     SELECT format('%s %s %s %s %s %s %s %s', sum(opened), sum(unanswered), sum(resolved), sum(resolved_within_sla),
                   sum(replies_on_resolved), sum(complaints), crm_kpi.rollup(first_response), crm_kpi.rollup(resolution))
     FROM crm_kpi.service_between(f, t)
@@ -90,34 +88,41 @@ SELECT results_eq('SELECT quarter, opened, resolved, first_response::text FROM c
                     FROM crm_kpi.service_daily GROUP BY 1 ORDER BY 1$$,
                   'service_quarterly: service_daily grouped by quarter');
 
--- service_between() in New York (UTC-5, UTC-4 from 2024-03-10): a day is in a range when its midnight there is.
-SET TimeZone = 'America/New_York';
-SELECT is(pg_temp.between('2024-01-15 00:00', '2024-04-30 23:59'), pg_temp.by_days('2024-01-15 00:00', '2024-04-30 23:59'),
+-- service_between(): whole months as one row, the other days as theirs.
+SELECT is(pg_temp.between('2024-01-15', '2024-04-30'), pg_temp.by_days('2024-01-15', '2024-04-30'),
           'part of January and three whole months: what the days give');
-SELECT is((SELECT string_agg(day::text, ' ' ORDER BY day) FROM crm_kpi.service_between('2024-01-15 00:00', '2024-04-30 23:59')),
+SELECT is((SELECT string_agg(day::text, ' ' ORDER BY day) FROM crm_kpi.service_between('2024-01-15', '2024-04-30')),
           '2024-01-31 2024-02-01 2024-04-01',
           'by hand: January''s day with tickets, then February and April as one row each');
-SELECT is((SELECT sum(opened) FROM crm_kpi.service_between('2024-01-15 00:00', '2024-04-30 23:59')), 6::numeric,
+SELECT is((SELECT sum(opened) FROM crm_kpi.service_between('2024-01-15', '2024-04-30')), 6::numeric,
           'by hand: 6 tickets opened from 01-15 to 04-30');
-SELECT is(pg_temp.between('2024-02-01 00:00', '2024-02-29 00:00'), pg_temp.by_days('2024-02-01 00:00', '2024-02-29 00:00'),
-          'February from its first midnight to its last: what the days give');
-SELECT is((SELECT count(*) FROM crm_kpi.service_between('2024-02-01 00:00', '2024-02-29 00:00')), 1::bigint,
-          'by hand: read as February''s one row (both ends are midnights, so both days are in)');
-SELECT is(pg_temp.between('2024-02-01 00:00:01', '2024-04-30 00:00'),
-          pg_temp.by_days('2024-02-01 00:00:01', '2024-04-30 00:00'),
-          'from just after the midnight of 02-01 (02-01 is out) to the midnight of 04-30: what the days give');
-SELECT is((SELECT string_agg(day::text, ' ' ORDER BY day) FROM crm_kpi.service_between('2024-02-01 00:00:01', '2024-04-30 00:00')),
+SELECT is(pg_temp.between('2024-02-01', '2024-02-29'), pg_temp.by_days('2024-02-01', '2024-02-29'),
+          'February from its first day to its last: what the days give');
+SELECT is((SELECT count(*) FROM crm_kpi.service_between('2024-02-01', '2024-02-29')), 1::bigint,
+          'by hand: read as February''s one row');
+SELECT is(pg_temp.between('2024-02-02', '2024-04-30'), pg_temp.by_days('2024-02-02', '2024-04-30'),
+          'from the second day of February to the last of April: what the days give');
+SELECT is((SELECT string_agg(day::text, ' ' ORDER BY day) FROM crm_kpi.service_between('2024-02-02', '2024-04-30')),
           '2024-02-15 2024-02-20 2024-04-01',
-          'by hand: February''s days with tickets, then April (its last midnight is the end) as one row');
-SELECT is(pg_temp.between('2024-02-01 00:00:01', '2024-04-29 23:59'),
-          pg_temp.by_days('2024-02-01 00:00:01', '2024-04-29 23:59'),
-          'to just before the midnight of 04-30 (04-30 is out): what the days give');
-SELECT is(pg_temp.between('2024-02-10 12:00', '2024-02-20 12:00'), pg_temp.by_days('2024-02-10 12:00', '2024-02-20 12:00'),
+          'by hand: February''s days with tickets, then April as one row');
+SELECT is(pg_temp.between('2024-02-02', '2024-04-29'), pg_temp.by_days('2024-02-02', '2024-04-29'),
+          'to the day before April''s last (no month whole): what the days give');
+SELECT is(pg_temp.between('2024-02-10', '2024-02-20'), pg_temp.by_days('2024-02-10', '2024-02-20'),
           'inside one month: what the days give');
-SELECT is(pg_temp.between('2024-01-01 00:00', '2024-12-31 23:59'), pg_temp.by_days('2024-01-01 00:00', '2024-12-31 23:59'),
+SELECT is(pg_temp.between('2024-01-01', '2024-12-31'), pg_temp.by_days('2024-01-01', '2024-12-31'),
           'the whole year: what the days give');
 SELECT is((SELECT count(*) FROM crm_kpi.service_between('2025-01-01', '2025-02-01')), 0::bigint, 'a range without tickets: no rows');
 SELECT is((SELECT count(*) FROM crm_kpi.service_between('2024-04-01', '2024-01-01')), 0::bigint, 'a reversed range: no rows');
+-- As a panel calls it, in New York: $__timeFrom() and $__timeTo() become the dates written in the range's ends, as
+-- $__timeFilter(day) takes them (01-31 18:00 UTC is 01-31, whatever the session's time zone).
+SET TimeZone = 'America/New_York';
+SELECT is((SELECT format('%s %s', sum(opened), crm_kpi.rollup(first_response))
+           FROM crm_kpi.service_between('2024-01-31T18:00:00Z', '2024-02-15T01:00:00Z')),
+          (SELECT format('%s %s', sum(opened), crm_kpi.rollup(first_response))
+           FROM crm_kpi.service_daily WHERE day BETWEEN '2024-01-31T18:00:00Z' AND '2024-02-15T01:00:00Z'),
+          'Grafana''s RFC 3339 ends: the days $__timeFilter(day) takes');
+SELECT is((SELECT sum(opened) FROM crm_kpi.service_between('2024-01-31T18:00:00Z', '2024-02-15T01:00:00Z')), 3::numeric,
+          'by hand: t1 (01-31), t2 (02-01) and t3 (02-15), the first and last days in');
 RESET TimeZone;
 
 -- A rebuild gives the same rows.
