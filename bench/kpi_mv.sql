@@ -76,6 +76,12 @@ FROM crm.survey_responses r WHERE r.answered_at IS NOT NULL
 GROUP BY 1
 WITH NO DATA;
 
+CREATE MATERIALIZED VIEW bench.mv_satisfaction_months AS
+SELECT date_trunc('month', d.day::timestamp)::date AS month, crm_kpi.rollup(d.nps) AS nps, crm_kpi.rollup(d.csat) AS csat
+FROM bench.mv_satisfaction_daily d
+GROUP BY 1
+WITH NO DATA;
+
 CREATE MATERIALIZED VIEW bench.mv_customer_stats AS
 WITH st AS (SELECT as_of FROM crm_kpi.engine_state),
 ord AS (SELECT o.customer_id, o.amount, o.ordered_at,

@@ -253,6 +253,17 @@ END $$;
 COMMENT ON FUNCTION crm_kpi.fresh_service_daily(date[]) IS
     'crm_kpi.service_daily computed from the sources, for the given days (all when NULL)';
 
+-- The days of some months (NULL for NULL: all). An infinite date is no month: it has no days.
+CREATE FUNCTION crm_kpi.days_of_months(months date[]) RETURNS date[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN CASE WHEN months IS NOT NULL THEN
+               ARRAY(SELECT generate_series(f.first, f.first + interval '1 month' - interval '1 day', interval '1 day')::date
+                     FROM unnest(months) m CROSS JOIN LATERAL (SELECT date_trunc('month', m::timestamp) AS first) f
+                     WHERE isfinite(m)) END;
+COMMENT ON FUNCTION crm_kpi.days_of_months(date[]) IS
+    'The days of the months of the given dates (NULL when months is NULL: all days; none for an infinite date), for computing month rows from day rows';
+
 -- service_months: service_daily summed per month, from the sources (fresh_) or from the stored service_daily, which
 -- a refresh or rebuild writes first (rollup_), for the given months (all when NULL).
 CREATE FUNCTION crm_kpi.fresh_service_months(months date[] DEFAULT NULL) RETURNS SETOF crm_kpi.service_months
@@ -262,9 +273,7 @@ BEGIN ATOMIC
     SELECT date_trunc('month', d.day::timestamp)::date, sum(d.opened)::bigint, sum(d.unanswered)::bigint,
            sum(d.resolved)::bigint, sum(d.resolved_within_sla)::bigint, crm_kpi.rollup(d.first_response),
            crm_kpi.rollup(d.resolution), sum(d.replies_on_resolved)::bigint, sum(d.complaints)::bigint
-    FROM crm_kpi.fresh_service_daily(CASE WHEN months IS NOT NULL THEN
-             ARRAY(SELECT generate_series(m::timestamp, m + interval '1 month' - interval '1 day', interval '1 day')::date
-                   FROM unnest(months) m) END) d
+    FROM crm_kpi.fresh_service_daily(crm_kpi.days_of_months(months)) d
     GROUP BY 1;
 END;
 COMMENT ON FUNCTION crm_kpi.fresh_service_months(date[]) IS
@@ -301,6 +310,31 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION crm_kpi.fresh_satisfaction_daily(date[]) IS
     'crm_kpi.satisfaction_daily computed from the sources, for the given days (all when NULL)';
+
+-- satisfaction_months: satisfaction_daily summed per month, from the sources (fresh_) or from the stored
+-- satisfaction_daily, which a refresh or rebuild writes first (rollup_), for the given months (all when NULL).
+CREATE FUNCTION crm_kpi.fresh_satisfaction_months(months date[] DEFAULT NULL) RETURNS SETOF crm_kpi.satisfaction_months
+    LANGUAGE sql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT date_trunc('month', d.day::timestamp)::date, crm_kpi.rollup(d.nps), crm_kpi.rollup(d.csat)
+    FROM crm_kpi.fresh_satisfaction_daily(crm_kpi.days_of_months(months)) d
+    GROUP BY 1;
+END;
+COMMENT ON FUNCTION crm_kpi.fresh_satisfaction_months(date[]) IS
+    'crm_kpi.satisfaction_months computed from the sources, for the given months (all when NULL)';
+
+CREATE FUNCTION crm_kpi.rollup_satisfaction_months(months date[] DEFAULT NULL) RETURNS SETOF crm_kpi.satisfaction_months
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT date_trunc('month', d.day::timestamp)::date, crm_kpi.rollup(d.nps), crm_kpi.rollup(d.csat)
+    FROM crm_kpi.satisfaction_daily d
+    WHERE months IS NULL OR date_trunc('month', d.day::timestamp)::date = ANY(months)
+    GROUP BY 1;
+END;
+COMMENT ON FUNCTION crm_kpi.rollup_satisfaction_months(date[]) IS
+    'crm_kpi.satisfaction_months summed from the stored crm_kpi.satisfaction_daily, for the given months (all when NULL)';
 
 CREATE FUNCTION crm_kpi.fresh_customer_stats(ids bigint[] DEFAULT NULL) RETURNS SETOF crm_kpi.customer_stats
     LANGUAGE plpgsql STABLE PARALLEL UNSAFE

@@ -120,6 +120,16 @@ CREATE TABLE crm_kpi.satisfaction_daily (
 COMMENT ON TABLE crm_kpi.satisfaction_daily IS
     'Survey responses by the day they were answered: the NPS and CSAT summaries';
 
+-- satisfaction_daily summed per month: what the views satisfaction_monthly and satisfaction_quarterly and
+-- crm_kpi.satisfaction_between() read, a row per month instead of a row per day.
+CREATE TABLE crm_kpi.satisfaction_months (
+    month date PRIMARY KEY,
+    nps crm_kpi.nps_summary,
+    csat crm_kpi.csat_summary
+);
+COMMENT ON TABLE crm_kpi.satisfaction_months IS
+    'crm_kpi.satisfaction_daily summed per month (the first day of the month the responses were answered in, in the tables'' time zone): the NPS and CSAT summaries merged';
+
 CREATE TABLE crm_kpi.customer_stats (
     customer_id bigint PRIMARY KEY,
     created_at timestamptz,

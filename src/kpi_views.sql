@@ -9,61 +9,83 @@ BEGIN
         ('sales', 'rep_id, channel',
          'sum(orders)::bigint AS orders, sum(revenue) AS revenue, sum(new_customers)::bigint AS new_customers, '
          'sum(reactivated_customers)::bigint AS reactivated_customers',
-         'orders, revenue, new and reactivated customers per rep and channel'),
+         'orders, revenue, new and reactivated customers per rep and channel', false),
         ('pipeline', 'rep_id',
          'sum(created)::bigint AS created, sum(won)::bigint AS won, sum(lost)::bigint AS lost, '
          'sum(won_amount) AS won_amount, crm_kpi.rollup(sales_cycle) AS sales_cycle',
-         'opportunities created, won and lost, won amount and the sales-cycle sketch per rep'),
+         'opportunities created, won and lost, won amount and the sales-cycle sketch per rep', false),
         ('service', NULL,
          'sum(opened)::bigint AS opened, sum(unanswered)::bigint AS unanswered, sum(resolved)::bigint AS resolved, '
          'sum(resolved_within_sla)::bigint AS resolved_within_sla, crm_kpi.rollup(first_response) AS first_response, '
          'crm_kpi.rollup(resolution) AS resolution, sum(replies_on_resolved)::bigint AS replies_on_resolved, '
          'sum(complaints)::bigint AS complaints',
-         'tickets opened, unanswered, resolved (within SLA), response and resolution sketches, replies, complaints'),
+         'tickets opened, unanswered, resolved (within SLA), response and resolution sketches, replies, complaints', true),
         ('satisfaction', NULL,
          'crm_kpi.rollup(nps) AS nps, crm_kpi.rollup(csat) AS csat',
-         'the NPS and CSAT summaries')) AS v(family, dims, aggs, what)
+         'the NPS and CSAT summaries', true)) AS v(family, dims, aggs, what, monthly)
     LOOP
         FOREACH grain IN ARRAY ARRAY['week', 'month', 'quarter'] LOOP
-            -- Months and quarters of service from its rows per month (service_months), the rest from the days.
+            -- Months and quarters of service and satisfaction from their rows per month (<family>_months), the
+            -- rest from the days.
             EXECUTE format('CREATE VIEW crm_kpi.%I AS SELECT date_trunc(%L, %s)::date AS %I%s, %s '
                            'FROM crm_kpi.%I GROUP BY 1%s',
                            t.family || '_' || grain || 'ly', grain,
-                           CASE WHEN t.family = 'service' AND grain <> 'week' THEN 'month' ELSE 'day' END, grain,
+                           CASE WHEN t.monthly AND grain <> 'week' THEN 'month' ELSE 'day' END, grain,
                            coalesce(', ' || t.dims, ''), t.aggs,
-                           CASE WHEN t.family = 'service' AND grain <> 'week' THEN 'service_months' ELSE t.family || '_daily' END,
+                           t.family || CASE WHEN t.monthly AND grain <> 'week' THEN '_months' ELSE '_daily' END,
                            coalesce(', ' || t.dims, ''));
             EXECUTE format('COMMENT ON VIEW crm_kpi.%I IS %L', t.family || '_' || grain || 'ly',
                            format('crm_kpi.%s_daily rolled up by %s%s: %s', t.family, grain,
                                   CASE WHEN grain = 'week' THEN ' (ISO weeks, which start on Monday)'
-                                       WHEN t.family = 'service' THEN ' (from crm_kpi.service_months)' ELSE '' END,
+                                       WHEN t.monthly THEN format(' (from crm_kpi.%s_months)', t.family) ELSE '' END,
                                   t.what));
         END LOOP;
     END LOOP;
 END $$;
 
--- The service rows of the days from from_day to to_day (as a Grafana panel's $__timeFilter(day) takes them: from the
--- date of the range's start to that of its end): each whole month among them as its row of service_months, the days
--- of the months it takes part of as their rows of service_daily. Summed and rolled up, they give what the days give.
+-- The whole months from from_day to to_day, as the range [first day of the first, first day of the month after the last).
+CREATE FUNCTION crm_kpi.whole_months(from_day date, to_day date) RETURNS daterange
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN (SELECT CASE WHEN m.m0 < m.m1 THEN daterange(m.m0, m.m1) ELSE 'empty' END
+            FROM (SELECT CASE WHEN extract(day FROM from_day) = 1 THEN from_day
+                              ELSE (date_trunc('month', from_day::timestamp) + interval '1 month')::date END AS m0,
+                         date_trunc('month', (to_day + 1)::timestamp)::date AS m1) m);
+COMMENT ON FUNCTION crm_kpi.whole_months(date, date) IS
+    'The months wholly within the days from from_day to to_day, as a range of dates from the first day of the first to the first day of the month after the last (empty when there is none)';
+
+-- The service and satisfaction rows of the days from from_day to to_day (as a Grafana panel's $__timeFilter(day) takes
+-- them: from the date of the range's start to that of its end): each whole month among them as its row of
+-- <family>_months, the other days as their rows of <family>_daily. Summed and rolled up, they give what the days give.
 CREATE FUNCTION crm_kpi.service_between(from_day date, to_day date) RETURNS SETOF crm_kpi.service_daily
     LANGUAGE sql STABLE STRICT PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    WITH r AS (  -- the whole months: from m0 to before m1
-        SELECT CASE WHEN extract(day FROM from_day) = 1 THEN from_day
-                    ELSE (date_trunc('month', from_day::timestamp) + interval '1 month')::date END AS m0,
-               date_trunc('month', (to_day + 1)::timestamp)::date AS m1)
     SELECT m.month, m.opened, m.unanswered, m.resolved, m.resolved_within_sla, m.first_response, m.resolution,
            m.replies_on_resolved, m.complaints
-    FROM r JOIN crm_kpi.service_months m ON m.month >= r.m0 AND m.month < r.m1
+    FROM crm_kpi.service_months m WHERE m.month <@ crm_kpi.whole_months(from_day, to_day)
     UNION ALL
     SELECT s.day, s.opened, s.unanswered, s.resolved, s.resolved_within_sla, s.first_response, s.resolution,
            s.replies_on_resolved, s.complaints
-    FROM r JOIN crm_kpi.service_daily s ON s.day >= from_day AND s.day <= to_day
-    WHERE s.day < r.m0 OR s.day >= r.m1;
+    FROM crm_kpi.service_daily s
+    WHERE s.day >= from_day AND s.day <= to_day AND NOT s.day <@ crm_kpi.whole_months(from_day, to_day);
 END;
 COMMENT ON FUNCTION crm_kpi.service_between(date, date) IS
     'The rows of crm_kpi.service_daily from from_day to to_day, with each whole month among them replaced by its row of crm_kpi.service_months (under the month''s first day): summed and rolled up, the same as those days, from a row per month. A panel passes $__timeFrom() and $__timeTo(), which become the dates of the range''s ends as in $__timeFilter(day)';
+
+CREATE FUNCTION crm_kpi.satisfaction_between(from_day date, to_day date) RETURNS SETOF crm_kpi.satisfaction_daily
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT m.month, m.nps, m.csat
+    FROM crm_kpi.satisfaction_months m WHERE m.month <@ crm_kpi.whole_months(from_day, to_day)
+    UNION ALL
+    SELECT s.day, s.nps, s.csat
+    FROM crm_kpi.satisfaction_daily s
+    WHERE s.day >= from_day AND s.day <= to_day AND NOT s.day <@ crm_kpi.whole_months(from_day, to_day);
+END;
+COMMENT ON FUNCTION crm_kpi.satisfaction_between(date, date) IS
+    'The rows of crm_kpi.satisfaction_daily from from_day to to_day, with each whole month among them replaced by its row of crm_kpi.satisfaction_months (under the month''s first day): rolled up, the same as those days, from a row per month. A panel passes $__timeFrom() and $__timeTo(), which become the dates of the range''s ends as in $__timeFilter(day)';
 
 CREATE VIEW crm_kpi.churn_rates AS
 SELECT month, customers_at_start, churned, customers_at_start - churned AS retained, new_customers, reactivated,

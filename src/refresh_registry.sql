@@ -33,7 +33,8 @@ INSERT INTO crm_kpi.kpi_tables VALUES
     ('rfm_last_days', 16, '{last_day}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_rfm_last_days', 'add_rfm_last_days_delta'),
     ('rfm_order_counts', 17, '{orders}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_rfm_order_counts', 'add_rfm_order_counts_delta'),
     ('rfm_month_cells', 18, '{month,orders,channel}', 'none', 'customer', '{customer,orders,customers,interactions}', 'rollup_rfm_month_cells', 'add_rfm_month_cells_delta'),
-    ('service_months', 19, '{month}', 'month', 'service', '{service,tickets}', 'rollup_service_months', NULL);
+    ('service_months', 19, '{month}', 'month', 'service', '{service,tickets}', 'rollup_service_months', NULL),
+    ('satisfaction_months', 20, '{month}', 'month', 'satisfaction', '{satisfaction,survey_responses}', 'rollup_satisfaction_months', NULL);
 
 -- The KPI tables a kind of source feeds: those its keys make stale, directly or through the customers it changes.
 CREATE FUNCTION crm_kpi.kind_tables(kind text) RETURNS name[]

@@ -1,10 +1,12 @@
--- crm_kpi 0.1.6 -> 0.1.7: crm_kpi.rfm_grid (the RFM segments panel, rfm_report()) reads a new KPI table,
--- rfm_month_cells (rfm_cells summed over the days of each month), for the months whose buyers all have one recency
--- score, and the cells of rfm_cells only for the few months where the score steps up. The refresh keeps it like
--- rfm_cells (both through crm_kpi.add_rfm_cells), and it is filled here from rfm_cells. Another, service_months
--- (service_daily summed per month), is kept with service_daily (the refresh recomputes a month table of a family for
--- the months of its stale days) and read by the views service_monthly and service_quarterly and by the new
--- crm_kpi.service_between() (the executive Service panel); the views' comments are mended.
+-- crm_kpi 0.1.6 -> 0.1.7: KPI tables of month rows, so that a panel totalling a long range reads a row per month.
+-- rfm_month_cells (rfm_cells summed over the days of each month, kept from the customers' differences like rfm_cells,
+-- both through crm_kpi.add_rfm_cells): crm_kpi.rfm_grid (the RFM segments panel, rfm_report()) reads it for the
+-- months whose buyers all have one recency score, and the cells of rfm_cells only for the few where the score steps
+-- up. service_months and satisfaction_months (service_daily and satisfaction_daily summed per month), kept with their
+-- daily tables (the refresh recomputes a family's month table for the months of the stale days it takes): the views
+-- <family>_monthly and <family>_quarterly read them, and the new crm_kpi.service_between() and satisfaction_between()
+-- (the executive Service and Satisfaction panels, and others that total a range) give a range's rows with each whole
+-- month as one row. The period views' comments are mended. All three are filled here.
 \echo Use "ALTER EXTENSION crm_kpi UPDATE TO '0.1.7'" to load this file. \quit
 
 -- rfm_cells summed over the days of each month: crm_kpi.rfm_grid reads a row per month, order count and channel for
@@ -18,8 +20,6 @@ CREATE TABLE crm_kpi.rfm_month_cells (
     last_order_epoch numeric NOT NULL,
     UNIQUE NULLS NOT DISTINCT (month, orders, channel)
 ) WITH (fillfactor = 90);
-COMMENT ON TABLE crm_kpi.rfm_month_cells IS
-    'crm_kpi.rfm_cells summed over the days of each month (the first day of the month of the buyers'' last order, in the tables'' time zone): buyers per month, completed orders and acquisition channel, their revenue and the sum of their last orders'' instants (epoch seconds); crm_kpi.rfm_grid reads it for the months whose buyers all have one recency score';
 COMMENT ON TABLE crm_kpi.rfm_month_cells IS
     'crm_kpi.rfm_cells summed over the days of each month (the first day of the month of the buyers'' last order, in the tables'' time zone): buyers per month, completed orders and acquisition channel, their revenue and the sum of their last orders'' instants (epoch seconds); crm_kpi.rfm_grid reads it for the months whose buyers all have one recency score';
 
@@ -173,16 +173,47 @@ CREATE TABLE crm_kpi.service_months (
 );
 COMMENT ON TABLE crm_kpi.service_months IS
     'crm_kpi.service_daily summed per month (the first day of the month the tickets were opened in, in the tables'' time zone): opened, still unanswered, resolved, resolved within crm_kpi.resolution_sla, the sketches of first response and resolution times merged, replies on resolved tickets, complaints';
+-- satisfaction_daily summed per month: what the views satisfaction_monthly and satisfaction_quarterly and
+-- crm_kpi.satisfaction_between() read, a row per month instead of a row per day.
+CREATE TABLE crm_kpi.satisfaction_months (
+    month date PRIMARY KEY,
+    nps crm_kpi.nps_summary,
+    csat crm_kpi.csat_summary
+);
+COMMENT ON TABLE crm_kpi.satisfaction_months IS
+    'crm_kpi.satisfaction_daily summed per month (the first day of the month the responses were answered in, in the tables'' time zone): the NPS and CSAT summaries merged';
 INSERT INTO crm_kpi.kpi_tables VALUES
-    ('service_months', 19, '{month}', 'month', 'service', '{service,tickets}', 'rollup_service_months', NULL);
+    ('service_months', 19, '{month}', 'month', 'service', '{service,tickets}', 'rollup_service_months', NULL),
+    ('satisfaction_months', 20, '{month}', 'month', 'satisfaction', '{satisfaction,survey_responses}', 'rollup_satisfaction_months', NULL);
 INSERT INTO crm_kpi.kpi_table_state (table_name, watermark, last_refresh_at, last_duration, rows_touched, last_error,
                                      last_error_at, failures, retry_at)
-SELECT 'service_months', s.watermark, s.last_refresh_at, s.last_duration, NULL, s.last_error, s.last_error_at, s.failures,
-       s.retry_at
-FROM crm_kpi.kpi_table_state s WHERE s.table_name = 'service_daily';
-CREATE UNLOGGED TABLE crm_kpi.staged_service_months (LIKE crm_kpi.service_months);
-COMMENT ON TABLE crm_kpi.staged_service_months IS
-    'Scratch of the refresh engine: the fresh rows of crm_kpi.service_months for the keys of the batch being refreshed; empty outside a refresh or rebuild';
+SELECT t.name, s.watermark, s.last_refresh_at, s.last_duration, NULL, s.last_error, s.last_error_at, s.failures, s.retry_at
+FROM crm_kpi.kpi_table_state s
+JOIN (VALUES ('service_months'::name, 'service_daily'::name), ('satisfaction_months', 'satisfaction_daily')) t (name, daily)
+  ON s.table_name = t.daily;
+-- Their scratch tables, as the install script makes them.
+DO $$
+DECLARE
+    t name;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['service_months', 'satisfaction_months']::name[] LOOP
+        EXECUTE format('CREATE UNLOGGED TABLE crm_kpi.%I (LIKE crm_kpi.%I)', 'staged_' || t, t);
+        EXECUTE format('COMMENT ON TABLE crm_kpi.%I IS %L', 'staged_' || t,
+                       format('Scratch of the refresh engine: the fresh rows of crm_kpi.%I for the keys of the batch '
+                              'being refreshed; empty outside a refresh or rebuild', t));
+    END LOOP;
+END $$;
+
+-- The days of some months (NULL for NULL: all). An infinite date is no month: it has no days.
+CREATE FUNCTION crm_kpi.days_of_months(months date[]) RETURNS date[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN CASE WHEN months IS NOT NULL THEN
+               ARRAY(SELECT generate_series(f.first, f.first + interval '1 month' - interval '1 day', interval '1 day')::date
+                     FROM unnest(months) m CROSS JOIN LATERAL (SELECT date_trunc('month', m::timestamp) AS first) f
+                     WHERE isfinite(m)) END;
+COMMENT ON FUNCTION crm_kpi.days_of_months(date[]) IS
+    'The days of the months of the given dates (NULL when months is NULL: all days; none for an infinite date), for computing month rows from day rows';
 
 -- service_months: service_daily summed per month, from the sources (fresh_) or from the stored service_daily, which
 -- a refresh or rebuild writes first (rollup_), for the given months (all when NULL).
@@ -193,9 +224,7 @@ BEGIN ATOMIC
     SELECT date_trunc('month', d.day::timestamp)::date, sum(d.opened)::bigint, sum(d.unanswered)::bigint,
            sum(d.resolved)::bigint, sum(d.resolved_within_sla)::bigint, crm_kpi.rollup(d.first_response),
            crm_kpi.rollup(d.resolution), sum(d.replies_on_resolved)::bigint, sum(d.complaints)::bigint
-    FROM crm_kpi.fresh_service_daily(CASE WHEN months IS NOT NULL THEN
-             ARRAY(SELECT generate_series(m::timestamp, m + interval '1 month' - interval '1 day', interval '1 day')::date
-                   FROM unnest(months) m) END) d
+    FROM crm_kpi.fresh_service_daily(crm_kpi.days_of_months(months)) d
     GROUP BY 1;
 END;
 COMMENT ON FUNCTION crm_kpi.fresh_service_months(date[]) IS
@@ -214,7 +243,32 @@ BEGIN ATOMIC
 END;
 COMMENT ON FUNCTION crm_kpi.rollup_service_months(date[]) IS
     'crm_kpi.service_months summed from the stored crm_kpi.service_daily, for the given months (all when NULL)';
+-- satisfaction_months: satisfaction_daily summed per month, from the sources (fresh_) or from the stored
+-- satisfaction_daily, which a refresh or rebuild writes first (rollup_), for the given months (all when NULL).
+CREATE FUNCTION crm_kpi.fresh_satisfaction_months(months date[] DEFAULT NULL) RETURNS SETOF crm_kpi.satisfaction_months
+    LANGUAGE sql STABLE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT date_trunc('month', d.day::timestamp)::date, crm_kpi.rollup(d.nps), crm_kpi.rollup(d.csat)
+    FROM crm_kpi.fresh_satisfaction_daily(crm_kpi.days_of_months(months)) d
+    GROUP BY 1;
+END;
+COMMENT ON FUNCTION crm_kpi.fresh_satisfaction_months(date[]) IS
+    'crm_kpi.satisfaction_months computed from the sources, for the given months (all when NULL)';
+
+CREATE FUNCTION crm_kpi.rollup_satisfaction_months(months date[] DEFAULT NULL) RETURNS SETOF crm_kpi.satisfaction_months
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT date_trunc('month', d.day::timestamp)::date, crm_kpi.rollup(d.nps), crm_kpi.rollup(d.csat)
+    FROM crm_kpi.satisfaction_daily d
+    WHERE months IS NULL OR date_trunc('month', d.day::timestamp)::date = ANY(months)
+    GROUP BY 1;
+END;
+COMMENT ON FUNCTION crm_kpi.rollup_satisfaction_months(date[]) IS
+    'crm_kpi.satisfaction_months summed from the stored crm_kpi.satisfaction_daily, for the given months (all when NULL)';
 INSERT INTO crm_kpi.service_months SELECT * FROM crm_kpi.rollup_service_months(NULL::date[]);
+INSERT INTO crm_kpi.satisfaction_months SELECT * FROM crm_kpi.rollup_satisfaction_months(NULL::date[]);
 
 -- One batch: up to crm_kpi.refresh_batch_size customers, or else as many days and months of each family. Returns the
 -- keys taken. Each family runs in a subtransaction: one that fails (its tables and error go into failed) leaves its
@@ -334,7 +388,8 @@ END $$;
 COMMENT ON FUNCTION crm_kpi.refresh_batch(jsonb, jsonb) IS
     'Takes one batch of stale keys from the queue (customers first, then days and months, at most crm_kpi.refresh_batch_size of each family) and recomputes them, each family in a subtransaction; adds the rows written to the per-table counts (tables); a family that fails keeps its keys queued and writes nothing, and its tables with the error go into failed, whose tables it leaves alone';
 
--- The views of every family again: service's months and quarters read service_months, and the comments are mended.
+-- The views of every family again: the months and quarters of service and satisfaction read their month tables, and
+-- the comments are mended.
 DO $$
 DECLARE
     grain text;
@@ -344,63 +399,85 @@ BEGIN
         ('sales', 'rep_id, channel',
          'sum(orders)::bigint AS orders, sum(revenue) AS revenue, sum(new_customers)::bigint AS new_customers, '
          'sum(reactivated_customers)::bigint AS reactivated_customers',
-         'orders, revenue, new and reactivated customers per rep and channel'),
+         'orders, revenue, new and reactivated customers per rep and channel', false),
         ('pipeline', 'rep_id',
          'sum(created)::bigint AS created, sum(won)::bigint AS won, sum(lost)::bigint AS lost, '
          'sum(won_amount) AS won_amount, crm_kpi.rollup(sales_cycle) AS sales_cycle',
-         'opportunities created, won and lost, won amount and the sales-cycle sketch per rep'),
+         'opportunities created, won and lost, won amount and the sales-cycle sketch per rep', false),
         ('service', NULL,
          'sum(opened)::bigint AS opened, sum(unanswered)::bigint AS unanswered, sum(resolved)::bigint AS resolved, '
          'sum(resolved_within_sla)::bigint AS resolved_within_sla, crm_kpi.rollup(first_response) AS first_response, '
          'crm_kpi.rollup(resolution) AS resolution, sum(replies_on_resolved)::bigint AS replies_on_resolved, '
          'sum(complaints)::bigint AS complaints',
-         'tickets opened, unanswered, resolved (within SLA), response and resolution sketches, replies, complaints'),
+         'tickets opened, unanswered, resolved (within SLA), response and resolution sketches, replies, complaints', true),
         ('satisfaction', NULL,
          'crm_kpi.rollup(nps) AS nps, crm_kpi.rollup(csat) AS csat',
-         'the NPS and CSAT summaries')) AS v(family, dims, aggs, what)
+         'the NPS and CSAT summaries', true)) AS v(family, dims, aggs, what, monthly)
     LOOP
         FOREACH grain IN ARRAY ARRAY['week', 'month', 'quarter'] LOOP
-            -- Months and quarters of service from its rows per month (service_months), the rest from the days.
+            -- Months and quarters of service and satisfaction from their rows per month (<family>_months), the
+            -- rest from the days.
             EXECUTE format('CREATE OR REPLACE VIEW crm_kpi.%I AS SELECT date_trunc(%L, %s)::date AS %I%s, %s '
                            'FROM crm_kpi.%I GROUP BY 1%s',
                            t.family || '_' || grain || 'ly', grain,
-                           CASE WHEN t.family = 'service' AND grain <> 'week' THEN 'month' ELSE 'day' END, grain,
+                           CASE WHEN t.monthly AND grain <> 'week' THEN 'month' ELSE 'day' END, grain,
                            coalesce(', ' || t.dims, ''), t.aggs,
-                           CASE WHEN t.family = 'service' AND grain <> 'week' THEN 'service_months' ELSE t.family || '_daily' END,
+                           t.family || CASE WHEN t.monthly AND grain <> 'week' THEN '_months' ELSE '_daily' END,
                            coalesce(', ' || t.dims, ''));
             EXECUTE format('COMMENT ON VIEW crm_kpi.%I IS %L', t.family || '_' || grain || 'ly',
                            format('crm_kpi.%s_daily rolled up by %s%s: %s', t.family, grain,
                                   CASE WHEN grain = 'week' THEN ' (ISO weeks, which start on Monday)'
-                                       WHEN t.family = 'service' THEN ' (from crm_kpi.service_months)' ELSE '' END,
+                                       WHEN t.monthly THEN format(' (from crm_kpi.%s_months)', t.family) ELSE '' END,
                                   t.what));
         END LOOP;
     END LOOP;
 END $$;
 
--- The service rows of the days from from_day to to_day (as a Grafana panel's $__timeFilter(day) takes them: from the
--- date of the range's start to that of its end): each whole month among them as its row of service_months, the days
--- of the months it takes part of as their rows of service_daily. Summed and rolled up, they give what the days give.
+-- The whole months from from_day to to_day, as the range [first day of the first, first day of the month after the last).
+CREATE FUNCTION crm_kpi.whole_months(from_day date, to_day date) RETURNS daterange
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN (SELECT CASE WHEN m.m0 < m.m1 THEN daterange(m.m0, m.m1) ELSE 'empty' END
+            FROM (SELECT CASE WHEN extract(day FROM from_day) = 1 THEN from_day
+                              ELSE (date_trunc('month', from_day::timestamp) + interval '1 month')::date END AS m0,
+                         date_trunc('month', (to_day + 1)::timestamp)::date AS m1) m);
+COMMENT ON FUNCTION crm_kpi.whole_months(date, date) IS
+    'The months wholly within the days from from_day to to_day, as a range of dates from the first day of the first to the first day of the month after the last (empty when there is none)';
+
+-- The service and satisfaction rows of the days from from_day to to_day (as a Grafana panel's $__timeFilter(day) takes
+-- them: from the date of the range's start to that of its end): each whole month among them as its row of
+-- <family>_months, the other days as their rows of <family>_daily. Summed and rolled up, they give what the days give.
 CREATE FUNCTION crm_kpi.service_between(from_day date, to_day date) RETURNS SETOF crm_kpi.service_daily
     LANGUAGE sql STABLE STRICT PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    WITH r AS (  -- the whole months: from m0 to before m1
-        SELECT CASE WHEN extract(day FROM from_day) = 1 THEN from_day
-                    ELSE (date_trunc('month', from_day::timestamp) + interval '1 month')::date END AS m0,
-               date_trunc('month', (to_day + 1)::timestamp)::date AS m1)
     SELECT m.month, m.opened, m.unanswered, m.resolved, m.resolved_within_sla, m.first_response, m.resolution,
            m.replies_on_resolved, m.complaints
-    FROM r JOIN crm_kpi.service_months m ON m.month >= r.m0 AND m.month < r.m1
+    FROM crm_kpi.service_months m WHERE m.month <@ crm_kpi.whole_months(from_day, to_day)
     UNION ALL
     SELECT s.day, s.opened, s.unanswered, s.resolved, s.resolved_within_sla, s.first_response, s.resolution,
            s.replies_on_resolved, s.complaints
-    FROM r JOIN crm_kpi.service_daily s ON s.day >= from_day AND s.day <= to_day
-    WHERE s.day < r.m0 OR s.day >= r.m1;
+    FROM crm_kpi.service_daily s
+    WHERE s.day >= from_day AND s.day <= to_day AND NOT s.day <@ crm_kpi.whole_months(from_day, to_day);
 END;
 COMMENT ON FUNCTION crm_kpi.service_between(date, date) IS
     'The rows of crm_kpi.service_daily from from_day to to_day, with each whole month among them replaced by its row of crm_kpi.service_months (under the month''s first day): summed and rolled up, the same as those days, from a row per month. A panel passes $__timeFrom() and $__timeTo(), which become the dates of the range''s ends as in $__timeFilter(day)';
 
--- A role that crm_kpi.grant_reader() made reads service_months too, and may call the new read-only functions.
+CREATE FUNCTION crm_kpi.satisfaction_between(from_day date, to_day date) RETURNS SETOF crm_kpi.satisfaction_daily
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT m.month, m.nps, m.csat
+    FROM crm_kpi.satisfaction_months m WHERE m.month <@ crm_kpi.whole_months(from_day, to_day)
+    UNION ALL
+    SELECT s.day, s.nps, s.csat
+    FROM crm_kpi.satisfaction_daily s
+    WHERE s.day >= from_day AND s.day <= to_day AND NOT s.day <@ crm_kpi.whole_months(from_day, to_day);
+END;
+COMMENT ON FUNCTION crm_kpi.satisfaction_between(date, date) IS
+    'The rows of crm_kpi.satisfaction_daily from from_day to to_day, with each whole month among them replaced by its row of crm_kpi.satisfaction_months (under the month''s first day): rolled up, the same as those days, from a row per month. A panel passes $__timeFrom() and $__timeTo(), which become the dates of the range''s ends as in $__timeFilter(day)';
+
+-- A role that crm_kpi.grant_reader() made reads the month tables too, and may call the new read-only functions.
 DO $$
 DECLARE
     r regrole;
@@ -409,8 +486,10 @@ BEGIN
              FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
              WHERE c.oid = 'crm_kpi.service_daily'::regclass AND a.privilege_type = 'SELECT'
                AND a.grantee <> c.relowner AND a.grantee <> 0 LOOP
-        EXECUTE format('GRANT SELECT ON crm_kpi.service_months TO %s', r);
-        EXECUTE format('GRANT EXECUTE ON FUNCTION crm_kpi.fresh_service_months(date[]), '
-                       'crm_kpi.rollup_service_months(date[]), crm_kpi.service_between(date, date) TO %s', r);
+        EXECUTE format('GRANT SELECT ON crm_kpi.service_months, crm_kpi.satisfaction_months TO %s', r);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION crm_kpi.days_of_months(date[]), crm_kpi.fresh_service_months(date[]), '
+                       'crm_kpi.rollup_service_months(date[]), crm_kpi.fresh_satisfaction_months(date[]), '
+                       'crm_kpi.rollup_satisfaction_months(date[]), crm_kpi.whole_months(date, date), '
+                       'crm_kpi.service_between(date, date), crm_kpi.satisfaction_between(date, date) TO %s', r);
     END LOOP;
 END $$;

@@ -292,16 +292,16 @@ INSERT INTO public.my_survey VALUES (1, 1, 'nps', 9, '2024-03-07 10:00+00');
 is($node->safe_psql('db_a', "SELECT crm_kpi.wait_for_refresh('30 s')"), 't', 'a bound survey table is taken in');
 my $log_offset = -s $node->logfile;
 $node->safe_psql('db_a', q{INSERT INTO public.my_survey VALUES (2, 2, 'nps', 11, '2024-03-07 11:00+00')});
-ok($node->wait_for_log(qr/crm_kpi worker: refresh failed: satisfaction_daily: 22003: NPS score 11 is out of range/,
+ok($node->wait_for_log(qr/crm_kpi worker: refresh failed: satisfaction_daily, satisfaction_months: 22003: NPS score 11 is out of range/,
 		$log_offset),
 	'the failed refresh is in the server log with its table, SQLSTATE and message');
 ok($node->poll_query_until('db_a',
-		"SELECT string_agg(table_name, ',') FILTER (WHERE last_error LIKE '22003: NPS score 11 is out of range%') "
+		"SELECT string_agg(table_name, ',' ORDER BY table_name) FILTER (WHERE last_error LIKE '22003: NPS score 11 is out of range%') "
 		  . "|| ' ' || count(*) FILTER (WHERE last_error IS NOT NULL) "
-		  . "|| ' ' || bool_and(worker_last_error LIKE 'satisfaction_daily: 22003: NPS score 11 is out of range%') "
+		  . "|| ' ' || bool_and(worker_last_error LIKE 'satisfaction_daily, satisfaction_months: 22003: NPS score 11 is out of range%') "
 		  . "FROM crm_kpi.status",
-		'satisfaction_daily 1 true'),
-	'crm_kpi.status shows the error on satisfaction_daily alone (last_error), and in worker_last_error');
+		'satisfaction_daily,satisfaction_months 2 true'),
+	'crm_kpi.status shows the error on the tables of the surveys alone (last_error), and in worker_last_error');
 is($node->safe_psql('db_a', "SELECT crm_kpi.wait_for_refresh('2 s')"), 'f',
 	'wait_for_refresh() returns false at its timeout while the refresh fails');
 is($node->safe_psql('db_a',
