@@ -156,7 +156,7 @@ exactsum_add_bits(ExactSum *s, uint64 v, int pos, bool neg)
 int
 exactsum_cmp_affine(const ExactSum *s, int64 n, double x, double y)
 {
-	ExactSum	t = *s;
+	ExactSum	t;
 	uint64		bits,
 				m,
 				np[2],
@@ -165,6 +165,35 @@ exactsum_cmp_affine(const ExactSum *s, int64 n, double x, double y)
 	bool		neg;
 
 	Assert(n >= 0 && isfinite(x) && isfinite(y));
+	/*
+	 * Most sums are far from n x + y: compared in double precision, with room
+	 * for the rounding of both sides, they need no exact arithmetic. Of a
+	 * normalized sum, the top three limbs are kept (the others add less than
+	 * a unit of the third) and rounded at most three times; n x + y is
+	 * rounded three times (n to a double, the product, the sum).
+	 */
+	if (s->pending == 0)
+	{
+		int			h = EXACTSUM_LIMBS - 1;
+		double		approx = 0.0,
+					slack,
+					v = (double) n * x + y;
+
+		while (h > 0 && s->limb[h] == 0)
+			h--;
+		for (int i = h; i >= 0 && i > h - 3; i--)
+			approx += ldexp((double) s->limb[i], 32 * i - 1074);
+		slack = (h >= 3 ? ldexp(1.0, 32 * (h - 2) - 1074) : 0.0) + fabs(approx) * 0x1p-50 +
+			(fabs((double) n * x) + fabs(y)) * 0x1p-50 + 0x1p-1000;
+		if (isfinite(approx) && isfinite(v) && isfinite(slack))
+		{
+			if (approx - v > slack)
+				return 1;
+			if (v - approx > slack)
+				return -1;
+		}
+	}
+	t = *s;
 	if (t.pending > 0)
 		exactsum_normalize(&t);
 	exactsum_add(&t, -y);

@@ -220,9 +220,14 @@ sketch_add(SketchState *s, double x)
 	exactsum_add(&s->sum, x);
 }
 
-/* Merge b into a (both nonempty), leaving b unchanged */
-void
-sketch_merge(SketchState *a, const SketchState *b)
+/*
+ * Merge b into a (both nonempty), leaving b unchanged. b's buckets are its
+ * stores' dense counts, or, when pairs is not NULL, the (index, count) pairs
+ * read from its bytes (pairs[k] holding npairs[k] of them for store k: the
+ * negative, then the positive one), its stores giving only lo, hi and total.
+ */
+static void
+sketch_merge_into(SketchState *a, const SketchState *b, int64 *const *pairs, const int64 *npairs)
 {
 	int			level = Max(a->level, b->level);
 	SketchStore *as[2] = {&a->neg, &a->pos};
@@ -277,8 +282,12 @@ sketch_merge(SketchState *a, const SketchState *b)
 		}
 		sketch_store_reserve(dst, lo, hi, a->ctx);
 		off = dst->base;
-		for (int64 i = src->lo; i <= src->hi; i++)
-			dst->counts[sketch_map(i, sb) - off] += src->counts[i - src->base];
+		if (pairs)
+			for (int64 j = 0; j < npairs[k]; j++)
+				dst->counts[sketch_map(pairs[k][2 * j], sb) - off] += pairs[k][2 * j + 1];
+		else
+			for (int64 i = src->lo; i <= src->hi; i++)
+				dst->counts[sketch_map(i, sb) - off] += src->counts[i - src->base];
 		dst->lo = lo;
 		dst->hi = hi;
 		dst->total += src->total;
@@ -288,6 +297,13 @@ sketch_merge(SketchState *a, const SketchState *b)
 	a->min = Min(a->min, b->min);
 	a->max = Max(a->max, b->max);
 	exactsum_merge(&a->sum, &b->sum);
+}
+
+/* Merge b into a (both nonempty), leaving b unchanged */
+void
+sketch_merge(SketchState *a, const SketchState *b)
+{
+	sketch_merge_into(a, b, NULL, NULL);
 }
 
 /* Copy a store's buckets into ctx */
@@ -372,7 +388,7 @@ sketch_encode(SketchState *s)
 
 /* Read a store into (index, count) pairs, checking order, range and counts; returns them (NULL when none) */
 static int64 *
-sketch_decode_store(SummaryReader *r, SketchStore *st, int64 bound, int64 *npairs)
+sketch_decode_store(SummaryReader *r, SketchStore *st, int64 bound, int64 *npairs, MemoryContext ctx)
 {
 	uint64		n = summary_get_varuint(r);
 	int64		i = 0;
@@ -386,7 +402,7 @@ sketch_decode_store(SummaryReader *r, SketchStore *st, int64 bound, int64 *npair
 	/* Each pair takes at least two bytes: a truncated value is caught before a large allocation. */
 	if ((uint64) (r->end - r->pos) < 2 * n)
 		summary_corrupt(r, "The value is truncated.");
-	pairs = palloc(2 * n * sizeof(int64));
+	pairs = MemoryContextAlloc(ctx, 2 * n * sizeof(int64));
 	for (uint64 k = 0; k < n; k++)
 	{
 		uint64		c;
@@ -454,12 +470,16 @@ sketch_holds(const SketchState *s, int64 i, double x)
 	return i >= sketch_map(i0 - 1, s->level) && i <= sketch_map(i0 + 1, s->level);
 }
 
-/* The one validating decoder of sketch bytes; sqlstate is the error code for bad bytes */
-SketchState *
-sketch_decode(const char *data, int len, int sqlstate, MemoryContext ctx)
+/*
+ * The one validating reader of sketch bytes (sqlstate is the error code for
+ * bad bytes): fills s but for its stores' dense counts, and returns the
+ * stores' (index, count) pairs, allocated in ctx (NULL when a store is empty).
+ */
+static void
+sketch_decode_pairs(const char *data, int len, int sqlstate, MemoryContext ctx, SketchState *s,
+					int64 **pairs, int64 *npairs)
 {
 	SummaryReader r;
-	SketchState *s = MemoryContextAllocZero(ctx, sizeof(SketchState));
 	uint8		flags;
 	double		alpha;
 	uint64		level,
@@ -467,11 +487,8 @@ sketch_decode(const char *data, int len, int sqlstate, MemoryContext ctx)
 				zeros;
 	int64		bound,
 				total;
-	int64	   *negpairs,
-			   *pospairs,
-				nneg,
-				npos;
 
+	memset(s, 0, sizeof(SketchState));
 	summary_read_bytes_begin(&r, data, len, SUMMARY_SKETCH, SKETCH_TYPE);
 	r.errcode = sqlstate;
 	flags = summary_get_u8(&r);
@@ -499,8 +516,8 @@ sketch_decode(const char *data, int len, int sqlstate, MemoryContext ctx)
 	exactsum_decode(&r, &s->sum);
 	/* No finite double has a level-0 index beyond 746 / ln(gamma) in magnitude. */
 	bound = sketch_map((int64) ceil(746.0 * s->inv_ln_gamma) + 1, s->level) + 1;
-	negpairs = sketch_decode_store(&r, &s->neg, bound, &nneg);
-	pospairs = sketch_decode_store(&r, &s->pos, bound, &npos);
+	pairs[0] = sketch_decode_store(&r, &s->neg, bound, &npairs[0], ctx);
+	pairs[1] = sketch_decode_store(&r, &s->pos, bound, &npairs[1], ctx);
 	summary_read_end(&r);
 	if (sketch_span(&s->neg, 0) + sketch_span(&s->pos, 0) > SKETCH_MAX_BUCKETS)
 		summary_corrupt(&r, "The buckets span more than a sketch may.");
@@ -529,13 +546,42 @@ sketch_decode(const char *data, int len, int sqlstate, MemoryContext ctx)
 	if (exactsum_cmp_affine(&s->sum, s->count - 1, s->min, s->max) < 0 ||
 		exactsum_cmp_affine(&s->sum, s->count - 1, s->max, s->min) > 0)
 		summary_corrupt(&r, "The sum disagrees with the values.");
-	sketch_fill_store(&s->neg, negpairs, nneg, ctx);
-	sketch_fill_store(&s->pos, pospairs, npos, ctx);
-	if (negpairs)
-		pfree(negpairs);
-	if (pospairs)
-		pfree(pospairs);
+}
+
+/* Decode and validate sketch bytes into a state allocated in ctx; sqlstate is the error code for bad bytes */
+SketchState *
+sketch_decode(const char *data, int len, int sqlstate, MemoryContext ctx)
+{
+	SketchState *s = MemoryContextAlloc(ctx, sizeof(SketchState));
+	int64	   *pairs[2];
+	int64		npairs[2];
+
+	sketch_decode_pairs(data, len, sqlstate, ctx, s, pairs, npairs);
+	sketch_fill_store(&s->neg, pairs[0], npairs[0], ctx);
+	sketch_fill_store(&s->pos, pairs[1], npairs[1], ctx);
+	for (int k = 0; k < 2; k++)
+		if (pairs[k])
+			pfree(pairs[k]);
 	return s;
+}
+
+/*
+ * Merge sketch bytes into a (nonempty), validating them as sketch_decode
+ * does, without building their dense stores: each bucket read is added
+ * where it lands in a.
+ */
+void
+sketch_merge_bytes(SketchState *a, const char *data, int len, int sqlstate)
+{
+	SketchState b;
+	int64	   *pairs[2];
+	int64		npairs[2];
+
+	sketch_decode_pairs(data, len, sqlstate, CurrentMemoryContext, &b, pairs, npairs);
+	sketch_merge_into(a, &b, pairs, npairs);
+	for (int k = 0; k < 2; k++)
+		if (pairs[k])
+			pfree(pairs[k]);
 }
 
 /* Decode bytes, re-encode them and insist they were canonical */

@@ -72,6 +72,7 @@ extern void sketch_merge(SketchState *a, const SketchState *b);
 extern SketchState *sketch_copy(const SketchState *src, MemoryContext ctx);
 extern bytea *sketch_encode(SketchState *s);
 extern SketchState *sketch_decode(const char *data, int len, int sqlstate, MemoryContext ctx);
+extern void sketch_merge_bytes(SketchState *a, const char *data, int len, int sqlstate);
 extern bytea *sketch_validate(const char *data, int len, int sqlstate);
 extern double sketch_error_bound(const SketchState *s);
 extern SketchRun *sketch_runs(const SketchState *s, int *nruns);

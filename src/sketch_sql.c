@@ -271,14 +271,14 @@ crm_kpi_sketch_rollup_trans(PG_FUNCTION_ARGS)
 {
 	MemoryContext ctx = summary_agg_context(fcinfo, "crm_kpi.rollup");
 	SketchState *s = PG_ARGISNULL(0) ? NULL : (SketchState *) PG_GETARG_POINTER(0);
-	SketchState *b;
+	bytea	   *b;
 
 	if (PG_ARGISNULL(1))
 		SUMMARY_RETURN_STATE(s);
-	b = sketch_decode_arg(fcinfo, 1, CurrentMemoryContext);
 	if (s == NULL)
-		PG_RETURN_POINTER(sketch_copy(b, ctx));
-	sketch_merge(s, b);
+		PG_RETURN_POINTER(sketch_decode_arg(fcinfo, 1, ctx));
+	b = PG_GETARG_BYTEA_PP(1);
+	sketch_merge_bytes(s, VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), ERRCODE_DATA_CORRUPTED);
 	PG_RETURN_POINTER(s);
 }
 
