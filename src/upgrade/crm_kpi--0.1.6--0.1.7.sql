@@ -434,45 +434,50 @@ BEGIN
 END $$;
 
 -- The whole months from from_day to to_day, as the range [first day of the first, first day of the month after the last).
+-- No SET and not declared STRICT, so that the planner inlines it (the body is bound when it is created, and NULL gives
+-- NULL); one expression, no subquery; daterange(m0, m0) is empty.
 CREATE FUNCTION crm_kpi.whole_months(from_day date, to_day date) RETURNS daterange
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
-    RETURN (SELECT CASE WHEN m.m0 < m.m1 THEN daterange(m.m0, m.m1) ELSE 'empty' END
-            FROM (SELECT CASE WHEN extract(day FROM from_day) = 1 THEN from_day
-                              ELSE (date_trunc('month', from_day::timestamp) + interval '1 month')::date END AS m0,
-                         date_trunc('month', (to_day + 1)::timestamp)::date AS m1) m);
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN from_day IS NOT NULL AND to_day IS NOT NULL THEN
+               daterange(CASE WHEN extract(day FROM from_day) = 1 THEN from_day
+                              ELSE (date_trunc('month', from_day::timestamp) + interval '1 month')::date END,
+                         greatest(CASE WHEN extract(day FROM from_day) = 1 THEN from_day
+                                       ELSE (date_trunc('month', from_day::timestamp) + interval '1 month')::date END,
+                                  date_trunc('month', (to_day + 1)::timestamp)::date)) END;
 COMMENT ON FUNCTION crm_kpi.whole_months(date, date) IS
     'The months wholly within the days from from_day to to_day, as a range of dates from the first day of the first to the first day of the month after the last (empty when there is none)';
 
 -- The service and satisfaction rows of the days from from_day to to_day (as a Grafana panel's $__timeFilter(day) takes
 -- them: from the date of the range's start to that of its end): each whole month among them as its row of
 -- <family>_months, the other days as their rows of <family>_daily. Summed and rolled up, they give what the days give.
+-- Like whole_months(), without SET or STRICT so that the planner inlines them into a panel's query (a NULL end gives
+-- no rows): called, each would be planned again for every query.
 CREATE FUNCTION crm_kpi.service_between(from_day date, to_day date) RETURNS SETOF crm_kpi.service_daily
-    LANGUAGE sql STABLE STRICT PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
+    LANGUAGE sql STABLE PARALLEL SAFE
 BEGIN ATOMIC
+    WITH w AS MATERIALIZED (SELECT crm_kpi.whole_months(from_day, to_day) AS months)  -- computed once
     SELECT m.month, m.opened, m.unanswered, m.resolved, m.resolved_within_sla, m.first_response, m.resolution,
            m.replies_on_resolved, m.complaints
-    FROM crm_kpi.service_months m WHERE m.month <@ crm_kpi.whole_months(from_day, to_day)
+    FROM w JOIN crm_kpi.service_months m ON m.month <@ w.months
     UNION ALL
     SELECT s.day, s.opened, s.unanswered, s.resolved, s.resolved_within_sla, s.first_response, s.resolution,
            s.replies_on_resolved, s.complaints
-    FROM crm_kpi.service_daily s
-    WHERE s.day >= from_day AND s.day <= to_day AND NOT s.day <@ crm_kpi.whole_months(from_day, to_day);
+    FROM w JOIN crm_kpi.service_daily s ON s.day >= from_day AND s.day <= to_day
+    WHERE NOT s.day <@ w.months;
 END;
 COMMENT ON FUNCTION crm_kpi.service_between(date, date) IS
     'The rows of crm_kpi.service_daily from from_day to to_day, with each whole month among them replaced by its row of crm_kpi.service_months (under the month''s first day): summed and rolled up, the same as those days, from a row per month. A panel passes $__timeFrom() and $__timeTo(), which become the dates of the range''s ends as in $__timeFilter(day)';
 
 CREATE FUNCTION crm_kpi.satisfaction_between(from_day date, to_day date) RETURNS SETOF crm_kpi.satisfaction_daily
-    LANGUAGE sql STABLE STRICT PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
+    LANGUAGE sql STABLE PARALLEL SAFE
 BEGIN ATOMIC
+    WITH w AS MATERIALIZED (SELECT crm_kpi.whole_months(from_day, to_day) AS months)  -- computed once
     SELECT m.month, m.nps, m.csat
-    FROM crm_kpi.satisfaction_months m WHERE m.month <@ crm_kpi.whole_months(from_day, to_day)
+    FROM w JOIN crm_kpi.satisfaction_months m ON m.month <@ w.months
     UNION ALL
     SELECT s.day, s.nps, s.csat
-    FROM crm_kpi.satisfaction_daily s
-    WHERE s.day >= from_day AND s.day <= to_day AND NOT s.day <@ crm_kpi.whole_months(from_day, to_day);
+    FROM w JOIN crm_kpi.satisfaction_daily s ON s.day >= from_day AND s.day <= to_day
+    WHERE NOT s.day <@ w.months;
 END;
 COMMENT ON FUNCTION crm_kpi.satisfaction_between(date, date) IS
     'The rows of crm_kpi.satisfaction_daily from from_day to to_day, with each whole month among them replaced by its row of crm_kpi.satisfaction_months (under the month''s first day): rolled up, the same as those days, from a row per month. A panel passes $__timeFrom() and $__timeTo(), which become the dates of the range''s ends as in $__timeFilter(day)';

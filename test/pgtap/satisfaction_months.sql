@@ -4,7 +4,7 @@
 -- crm_kpi.satisfaction_between() giving what the days of a range give.
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(17);
+SELECT plan(18);
 SET client_min_messages = warning;
 -- Tokyo (UTC+9): 2024-01-31 16:00 UTC is 02-01 there.
 SET crm_kpi.timezone = 'Asia/Tokyo';
@@ -78,6 +78,20 @@ SELECT is(pg_temp.between('2024-01-10', '2024-02-19'), pg_temp.by_days('2024-01-
 SELECT is(pg_temp.between('2023-01-01', '2024-12-31'), pg_temp.by_days('2023-01-01', '2024-12-31'),
           'two years: what the days give');
 SELECT is((SELECT count(*) FROM crm_kpi.satisfaction_between('2024-04-01', '2024-01-01')), 0::bigint, 'a reversed range: no rows');
+
+-- Inlined into the query that calls it (no Function Scan): called, it would be planned again for every query.
+CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    line text;
+    plan text := '';
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP
+        plan := plan || line || E'\n';
+    END LOOP;
+    RETURN plan;
+END $$;
+SELECT unalike(pg_temp.plan_of($$SELECT count(*) FROM crm_kpi.satisfaction_between(current_date - 1095, current_date)$$),
+               '%Function Scan%', 'satisfaction_between() is inlined into the calling query');
 
 -- A rebuild gives the same rows.
 CREATE TEMP TABLE before AS SELECT month, nps::text, csat::text FROM crm_kpi.satisfaction_months;

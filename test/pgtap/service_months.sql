@@ -4,7 +4,7 @@
 -- crm_kpi.service_between() giving what the days of a range give (also as a panel calls it, in another time zone).
 BEGIN;
 CREATE EXTENSION crm_kpi;
-SELECT plan(26);
+SELECT plan(27);
 SET client_min_messages = warning;
 -- Tokyo (UTC+9): 2024-01-30 16:00 UTC is 01-31 there, 2024-01-31 16:00 UTC is 02-01.
 SET crm_kpi.timezone = 'Asia/Tokyo';
@@ -124,6 +124,20 @@ SELECT is((SELECT format('%s %s', sum(opened), crm_kpi.rollup(first_response))
 SELECT is((SELECT sum(opened) FROM crm_kpi.service_between('2024-01-31T18:00:00Z', '2024-02-15T01:00:00Z')), 3::numeric,
           'by hand: t1 (01-31), t2 (02-01) and t3 (02-15), the first and last days in');
 RESET TimeZone;
+
+-- Inlined into the query that calls it (no Function Scan): called, it would be planned again for every query.
+CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    line text;
+    plan text := '';
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP
+        plan := plan || line || E'\n';
+    END LOOP;
+    RETURN plan;
+END $$;
+SELECT unalike(pg_temp.plan_of($$SELECT count(*) FROM crm_kpi.service_between(current_date - 1095, current_date)$$),
+               '%Function Scan%', 'service_between() is inlined into the calling query');
 
 -- A rebuild gives the same rows.
 CREATE TEMP TABLE before AS SELECT * FROM crm_kpi.service_months;
