@@ -4,6 +4,7 @@ DO $$
 DECLARE
     grain text;
     t record;
+    from_months boolean;
 BEGIN
     FOR t IN SELECT * FROM (VALUES
         ('sales', 'rep_id, channel',
@@ -27,12 +28,13 @@ BEGIN
         FOREACH grain IN ARRAY ARRAY['week', 'month', 'quarter'] LOOP
             -- Months and quarters of service and satisfaction from their rows per month (<family>_months), the
             -- rest from the days.
+            from_months := t.monthly AND grain <> 'week';
             EXECUTE format('CREATE VIEW crm_kpi.%I AS SELECT date_trunc(%L, %s)::date AS %I%s, %s '
                            'FROM crm_kpi.%I GROUP BY 1%s',
                            t.family || '_' || grain || 'ly', grain,
-                           CASE WHEN t.monthly AND grain <> 'week' THEN 'month' ELSE 'day' END, grain,
+                           CASE WHEN from_months THEN 'month' ELSE 'day' END, grain,
                            coalesce(', ' || t.dims, ''), t.aggs,
-                           t.family || CASE WHEN t.monthly AND grain <> 'week' THEN '_months' ELSE '_daily' END,
+                           t.family || CASE WHEN from_months THEN '_months' ELSE '_daily' END,
                            coalesce(', ' || t.dims, ''));
             EXECUTE format('COMMENT ON VIEW crm_kpi.%I IS %L', t.family || '_' || grain || 'ly',
                            format('crm_kpi.%s_daily rolled up by %s%s: %s', t.family, grain,
@@ -44,15 +46,14 @@ BEGIN
 END $$;
 
 -- The whole months from from_day to to_day, as the range [first day of the first, first day of the month after the last).
--- No SET and not declared STRICT, so that the planner inlines it (the body is bound when it is created, and NULL gives
--- NULL); one expression, no subquery; daterange(m0, m0) is empty.
+-- The first of them starts the month after the day before from_day; the month after the last starts the month of the
+-- day after to_day. No SET and not declared STRICT, so that the planner inlines it (the body is bound when it is
+-- created, and NULL gives NULL); one expression, no subquery; daterange(m0, m0) is empty.
 CREATE FUNCTION crm_kpi.whole_months(from_day date, to_day date) RETURNS daterange
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN CASE WHEN from_day IS NOT NULL AND to_day IS NOT NULL THEN
-               daterange(CASE WHEN extract(day FROM from_day) = 1 THEN from_day
-                              ELSE (date_trunc('month', from_day::timestamp) + interval '1 month')::date END,
-                         greatest(CASE WHEN extract(day FROM from_day) = 1 THEN from_day
-                                       ELSE (date_trunc('month', from_day::timestamp) + interval '1 month')::date END,
+               daterange(date_trunc('month', (from_day - 1) + interval '1 month')::date,
+                         greatest(date_trunc('month', (from_day - 1) + interval '1 month')::date,
                                   date_trunc('month', (to_day + 1)::timestamp)::date)) END;
 COMMENT ON FUNCTION crm_kpi.whole_months(date, date) IS
     'The months wholly within the days from from_day to to_day, as a range of dates from the first day of the first to the first day of the month after the last (empty when there is none)';
