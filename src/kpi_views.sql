@@ -60,38 +60,49 @@ COMMENT ON FUNCTION crm_kpi.whole_months(date, date) IS
 
 -- The service and satisfaction rows of the days from from_day to to_day (as a Grafana panel's $__timeFilter(day) takes
 -- them: from the date of the range's start to that of its end): each whole month among them as its row of
--- <family>_months, the other days as their rows of <family>_daily. Summed and rolled up, they give what the days give.
--- Like whole_months(), without SET or STRICT so that the planner inlines them into a panel's query (a NULL end gives
--- no rows): called, each would be planned again for every query.
+-- <family>_months, the days before the first whole month and after the last as their rows of <family>_daily, each part
+-- read by its own range of the primary key. Summed and rolled up, they give what the days give. In PL/pgSQL, whose
+-- plan of the query a session keeps, where a query calling an SQL function it cannot inline plans it at each call.
 CREATE FUNCTION crm_kpi.service_between(from_day date, to_day date) RETURNS SETOF crm_kpi.service_daily
-    LANGUAGE sql STABLE PARALLEL SAFE
-BEGIN ATOMIC
-    WITH w AS MATERIALIZED (SELECT crm_kpi.whole_months(from_day, to_day) AS months)  -- computed once
-    SELECT m.month, m.opened, m.unanswered, m.resolved, m.resolved_within_sla, m.first_response, m.resolution,
-           m.replies_on_resolved, m.complaints
-    FROM w JOIN crm_kpi.service_months m ON m.month <@ w.months
-    UNION ALL
-    SELECT s.day, s.opened, s.unanswered, s.resolved, s.resolved_within_sla, s.first_response, s.resolution,
-           s.replies_on_resolved, s.complaints
-    FROM w JOIN crm_kpi.service_daily s ON s.day >= from_day AND s.day <= to_day
-    WHERE NOT s.day <@ w.months;
-END;
+    LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    months daterange := crm_kpi.whole_months(from_day, to_day);
+    first_month date := coalesce(lower(months), to_day + 1);  -- no whole month: the days are all before it
+    after_months date := coalesce(upper(months), to_day + 1);
+BEGIN
+    RETURN QUERY
+        SELECT m.month, m.opened, m.unanswered, m.resolved, m.resolved_within_sla, m.first_response, m.resolution,
+               m.replies_on_resolved, m.complaints
+        FROM crm_kpi.service_months m WHERE m.month >= first_month AND m.month < after_months
+        UNION ALL
+        SELECT s.* FROM crm_kpi.service_daily s WHERE s.day >= from_day AND s.day < first_month
+        UNION ALL
+        SELECT s.* FROM crm_kpi.service_daily s WHERE s.day >= after_months AND s.day <= to_day;
+END $$;
 COMMENT ON FUNCTION crm_kpi.service_between(date, date) IS
-    'The rows of crm_kpi.service_daily from from_day to to_day, with each whole month among them replaced by its row of crm_kpi.service_months (under the month''s first day): summed and rolled up, the same as those days, from a row per month. A panel passes $__timeFrom() and $__timeTo(), which become the dates of the range''s ends as in $__timeFilter(day)';
+    'The rows of crm_kpi.service_daily from from_day to to_day, with each whole month among them replaced by its row of crm_kpi.service_months (under the month''s first day): summed and rolled up, the same as those days, from a row per month. A panel passes $__timeFrom() and $__timeTo(), which become the dates of the range''s ends as in $__timeFilter(day); a NULL end gives no rows';
 
 CREATE FUNCTION crm_kpi.satisfaction_between(from_day date, to_day date) RETURNS SETOF crm_kpi.satisfaction_daily
-    LANGUAGE sql STABLE PARALLEL SAFE
-BEGIN ATOMIC
-    WITH w AS MATERIALIZED (SELECT crm_kpi.whole_months(from_day, to_day) AS months)  -- computed once
-    SELECT m.month, m.nps, m.csat
-    FROM w JOIN crm_kpi.satisfaction_months m ON m.month <@ w.months
-    UNION ALL
-    SELECT s.day, s.nps, s.csat
-    FROM w JOIN crm_kpi.satisfaction_daily s ON s.day >= from_day AND s.day <= to_day
-    WHERE NOT s.day <@ w.months;
-END;
+    LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    months daterange := crm_kpi.whole_months(from_day, to_day);
+    first_month date := coalesce(lower(months), to_day + 1);  -- no whole month: the days are all before it
+    after_months date := coalesce(upper(months), to_day + 1);
+BEGIN
+    RETURN QUERY
+        SELECT m.month, m.nps, m.csat
+        FROM crm_kpi.satisfaction_months m WHERE m.month >= first_month AND m.month < after_months
+        UNION ALL
+        SELECT s.* FROM crm_kpi.satisfaction_daily s WHERE s.day >= from_day AND s.day < first_month
+        UNION ALL
+        SELECT s.* FROM crm_kpi.satisfaction_daily s WHERE s.day >= after_months AND s.day <= to_day;
+END $$;
 COMMENT ON FUNCTION crm_kpi.satisfaction_between(date, date) IS
-    'The rows of crm_kpi.satisfaction_daily from from_day to to_day, with each whole month among them replaced by its row of crm_kpi.satisfaction_months (under the month''s first day): rolled up, the same as those days, from a row per month. A panel passes $__timeFrom() and $__timeTo(), which become the dates of the range''s ends as in $__timeFilter(day)';
+    'The rows of crm_kpi.satisfaction_daily from from_day to to_day, with each whole month among them replaced by its row of crm_kpi.satisfaction_months (under the month''s first day): rolled up, the same as those days, from a row per month. A panel passes $__timeFrom() and $__timeTo(), which become the dates of the range''s ends as in $__timeFilter(day); a NULL end gives no rows';
 
 CREATE VIEW crm_kpi.churn_rates AS
 SELECT month, customers_at_start, churned, customers_at_start - churned AS retained, new_customers, reactivated,
