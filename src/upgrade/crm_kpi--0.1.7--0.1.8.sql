@@ -6,8 +6,8 @@
 -- The service and satisfaction rows of the days from from_day to to_day (as a Grafana panel's $__timeFilter(day) takes
 -- them: from the date of the range's start to that of its end): each whole month among them as its row of
 -- <family>_months, the days before the first whole month and after the last as their rows of <family>_daily, each part
--- read by its own range of the primary key. Summed and rolled up, they give what the days give. In PL/pgSQL, whose
--- plan of the query a session keeps, where a query calling an SQL function it cannot inline plans it at each call.
+-- read by its own range of the primary key. Summed and rolled up, they give what the days give. PL/pgSQL keeps the
+-- plan of their query for the session; an SQL function that the planner does not inline is planned at every call.
 CREATE OR REPLACE FUNCTION crm_kpi.service_between(from_day date, to_day date) RETURNS SETOF crm_kpi.service_daily
     LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
     SET search_path = pg_catalog, pg_temp
